@@ -1,0 +1,1 @@
+"""The command line: `nsgsync compile | explain | plan | apply | export`."""

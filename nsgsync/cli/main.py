@@ -1,0 +1,60 @@
+"""Entry point of the `nsgsync` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nsgsync import __version__
+from nsgsync.cli import compile_cmd, explain_cmd
+from nsgsync.errors import NsgsyncError
+
+DESCRIPTION = """\
+nsgsync keeps cloud firewalls in step with Kubernetes NetworkPolicy: it compiles the
+policies of a cluster onto the pod address ranges of a topology file, and writes them
+as AWS security groups, Azure NSGs or GCP firewall rules.
+"""
+
+EPILOG = """\
+examples:
+  nsgsync compile -f config/example/cluster --topology config/example/topology.yaml
+  nsgsync explain -f config/example/cluster --topology config/example/topology.yaml \\
+      --from shop/frontend --to shop/backend --port 8081/TCP
+
+Run `nsgsync VERB --help` for each verb's options and examples.
+"""
+
+VERBS = (compile_cmd, explain_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nsgsync",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"nsgsync {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in VERBS:
+        verb.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except NsgsyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing more was changed", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

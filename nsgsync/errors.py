@@ -1,0 +1,78 @@
+"""One error tree. Every error says what went wrong and what to do about it.
+
+Hard problems are raised as one of these; soft ones (where precision was lost) are
+returned as findings beside the result instead.
+"""
+
+from __future__ import annotations
+
+
+class NsgsyncError(Exception):
+    """Root of every error nsgsync raises on purpose; the CLI exits 1 on it."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        if hint:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class InputError(NsgsyncError):
+    """Bad input: a manifest or topology that cannot be used. Nothing is applied."""
+
+    hint = "fix the named field in the named file and run again; nothing was changed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        obj: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+        hint: str = "",
+    ) -> None:
+        self.file = file
+        self.obj = obj
+        self.field = field
+        self.line = line
+        where = []
+        if file:
+            where.append(f"{file}:{line}" if line else file)
+        if obj:
+            where.append(obj)
+        if field:
+            where.append(f"field {field}")
+        prefix = ": ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message, hint=hint)
+
+
+class TopologyError(InputError):
+    """The topology file is wrong: the address map every rule is built on."""
+
+    hint = "fix the topology file (see config/topology.schema.json); nothing was changed"
+
+
+class ProviderError(NsgsyncError):
+    """A provider could not be found, configured or reached."""
+
+    hint = "check the topology's provider block and the credentials of the cloud account"
+
+
+class LimitError(NsgsyncError):
+    """What nsgsync would write does not fit a cloud quota; nothing is applied."""
+
+
+class GuardrailError(NsgsyncError):
+    """A plan was refused by a safety guardrail; nothing is applied."""
+
+
+class StalePlanError(NsgsyncError):
+    """A saved plan no longer matches the cloud's state."""
+
+    hint = "run `nsgsync plan --save-plan FILE` again, review it, then apply the new file"

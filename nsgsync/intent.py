@@ -1,0 +1,190 @@
+"""The Intent: per segment, the traffic allowed, provider-neutral (DESIGN.md contract).
+
+`isolated: false` allows everything in that direction; `protocol` is TCP, UDP, SCTP or
+ANY; `ports` a list of inclusive [from, to] ranges or None for every port.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nsgsync.net import AddressSet
+
+API_VERSION = "nsgsync.io/v1alpha1"
+
+
+class Direction(StrEnum):
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+
+class IntentProtocol(StrEnum):
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+    ANY = "ANY"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+
+
+class Source(BaseModel):
+    """Where a rule came from: a policy, its rule index and peer index."""
+
+    model_config = ConfigDict(frozen=True)
+
+    policy: str | None = None
+    rule: int | None = None
+    peer: int | None = None
+    reason: str | None = None
+
+    def describe(self) -> str:
+        if self.policy is None:
+            return self.reason or "nsgsync"
+        text = self.policy
+        if self.rule is not None:
+            text += f" rule {self.rule}"
+        if self.peer is not None:
+            text += f" peer {self.peer}"
+        return text
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    peers: tuple[str, ...]
+    protocol: IntentProtocol
+    ports: tuple[tuple[int, int], ...] | None
+    policies: tuple[str, ...]
+    sources: tuple[Source, ...] = ()
+
+    @cached_property
+    def peer_set(self) -> AddressSet:
+        return AddressSet.from_cidrs(self.peers)
+
+    def matches(self, ip: str, protocol: str, port: int) -> bool:
+        if self.protocol is not IntentProtocol.ANY and self.protocol.value != protocol:
+            return False
+        if self.ports is not None and not any(lo <= port <= hi for lo, hi in self.ports):
+            return False
+        return self.peer_set.contains_ip(ip)
+
+    def explanation(self) -> str:
+        """Provenance as one short line, for rule descriptions and comments."""
+        return "; ".join(s.describe() for s in self.sources) or "nsgsync"
+
+
+class DirectionIntent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    isolated: bool
+    rules: tuple[Rule, ...] = ()
+
+    def allowing(self, ip: str, protocol: str, port: int) -> list[Rule] | None:
+        """The rules that allow it; None when the direction is open (allows everything)."""
+        if not self.isolated:
+            return None
+        return [r for r in self.rules if r.matches(ip, protocol, port)]
+
+
+class SegmentIntent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    cidrs: tuple[str, ...]
+    ingress: DirectionIntent
+    egress: DirectionIntent
+
+    def direction(self, direction: Direction) -> DirectionIntent:
+        return self.ingress if direction is Direction.INGRESS else self.egress
+
+    @cached_property
+    def addresses(self) -> AddressSet:
+        return AddressSet.from_cidrs(self.cidrs)
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    severity: Severity
+    code: str
+    message: str
+    policy: str | None = None
+    segment: str | None = None
+
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.segment or "", self.policy or "", self.code, self.message)
+
+
+class Intent(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    kind: str = "Intent"
+    cluster: str
+    segments: tuple[SegmentIntent, ...]
+    findings: tuple[Finding, ...] = ()
+
+    def segment(self, name: str) -> SegmentIntent:
+        for seg in self.segments:
+            if seg.name == name:
+                return seg
+        raise KeyError(name)
+
+    def segment_of(self, ip: str) -> SegmentIntent | None:
+        for seg in self.segments:
+            if seg.addresses.contains_ip(ip):
+                return seg
+        return None
+
+    def allows(self, src: str, dst: str, protocol: str, port: int) -> bool:
+        """Whether the cloud rules this Intent implies let `src` open a connection to `dst`."""
+        for seg, peer, direction in (
+            (self.segment_of(src), dst, Direction.EGRESS),
+            (self.segment_of(dst), src, Direction.INGRESS),
+        ):
+            if seg is None:
+                continue
+            rules = seg.direction(direction).allowing(peer, protocol, port)
+            if rules is not None and not rules:
+                return False
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        def rule(r: Rule) -> dict[str, Any]:
+            return {
+                "peers": list(r.peers),
+                "protocol": r.protocol.value,
+                "ports": [list(p) for p in r.ports] if r.ports is not None else None,
+                "policies": list(r.policies),
+                "sources": [s.model_dump(exclude_none=True) for s in r.sources],
+            }
+
+        def side(d: DirectionIntent) -> dict[str, Any]:
+            return {"isolated": d.isolated, "rules": [rule(r) for r in d.rules]}
+
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "cluster": self.cluster,
+            "segments": [
+                {
+                    "name": s.name,
+                    "cidrs": list(s.cidrs),
+                    "ingress": side(s.ingress),
+                    "egress": side(s.egress),
+                }
+                for s in self.segments
+            ],
+            "findings": [f.model_dump(exclude_none=True, mode="json") for f in self.findings],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"

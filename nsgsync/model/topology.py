@@ -1,0 +1,180 @@
+"""The topology: how a cluster's pods map onto address space (DESIGN.md, "Topology").
+
+The key names are a contract; unknown keys are an error. Provider blocks are kept as
+raw mappings here and validated by the provider in use, so the core knows no cloud.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nsgsync.model.k8s import EVERYTHING, LabelSelector
+from nsgsync.net import AddressSet
+
+_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+def _cidr_list(values: list[str]) -> list[str]:
+    for text in values:
+        if "/" not in text:
+            raise ValueError(f"{text!r} is not a CIDR: it has no prefix length")
+        try:
+            ipaddress.ip_network(text, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a valid network CIDR ({exc})") from None
+    return values
+
+
+class Segment(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: str
+    namespace: str | None = None
+    namespace_selector: LabelSelector | None = Field(default=None, alias="namespaceSelector")
+    pod_selector: LabelSelector = Field(default=EVERYTHING, alias="podSelector")
+    cidrs: list[str]
+    aws: dict[str, Any] | None = None
+    azure: dict[str, Any] | None = None
+    gcp: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"segment name {value!r} must be 1-40 lowercase letters, digits or '-', "
+                "starting with a letter (it becomes part of cloud resource names)"
+            )
+        return value
+
+    @field_validator("cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("a segment needs at least one CIDR")
+        return _cidr_list(value)
+
+    @model_validator(mode="after")
+    def _one_namespace_form(self) -> Segment:
+        if (self.namespace is None) == (self.namespace_selector is None):
+            raise ValueError("give exactly one of namespace or namespaceSelector")
+        return self
+
+    @property
+    def addresses(self) -> AddressSet:
+        return AddressSet.from_cidrs(self.cidrs)
+
+    def takes_namespace(self, namespace: str, namespace_labels: Mapping[str, str]) -> bool:
+        if self.namespace is not None:
+            return self.namespace == namespace
+        assert self.namespace_selector is not None
+        return self.namespace_selector.matches(namespace_labels)
+
+    def provider_settings(self, provider: str) -> dict[str, Any]:
+        value = getattr(self, provider, None) if provider in ("aws", "azure", "gcp") else None
+        return dict(value or {})
+
+
+class Topology(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    api_version: Literal["nsgsync.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Topology"]
+    cluster: str
+    provider: str
+    pod_cidrs: list[str] = Field(alias="podCIDRs")
+    node_cidrs: list[str] = Field(default_factory=list, alias="nodeCIDRs")
+    segments: list[Segment]
+    aws: dict[str, Any] | None = None
+    azure: dict[str, Any] | None = None
+    gcp: dict[str, Any] | None = None
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"cluster {value!r} must be 1-40 lowercase letters, digits or '-', starting "
+                "with a letter (it names and tags everything nsgsync owns)"
+            )
+        return value
+
+    @field_validator("pod_cidrs")
+    @classmethod
+    def _pod_cidrs(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("podCIDRs needs at least one CIDR")
+        return _cidr_list(value)
+
+    @field_validator("node_cidrs")
+    @classmethod
+    def _node_cidrs(cls, value: list[str]) -> list[str]:
+        return _cidr_list(value)
+
+    @model_validator(mode="after")
+    def _segments_fit(self) -> Topology:
+        pods = AddressSet.from_cidrs(self.pod_cidrs)
+        seen: dict[str, int] = {}
+        taken: list[tuple[str, AddressSet]] = []
+        for i, seg in enumerate(self.segments):
+            if seg.name in seen:
+                raise ValueError(
+                    f"segments[{i}]: duplicate segment name {seg.name!r} "
+                    f"(first at segments[{seen[seg.name]}])"
+                )
+            seen[seg.name] = i
+            addrs = seg.addresses
+            if not addrs.issubset(pods):
+                outside = ", ".join((addrs - pods).cidrs()[:3])
+                raise ValueError(
+                    f"segments[{i}] ({seg.name}): cidrs reach outside podCIDRs ({outside})"
+                )
+            for other, other_addrs in taken:
+                if addrs & other_addrs:
+                    both = ", ".join((addrs & other_addrs).cidrs()[:3])
+                    raise ValueError(
+                        f"segments[{i}] ({seg.name}): cidrs overlap segment {other!r} ({both})"
+                    )
+            taken.append((seg.name, addrs))
+        return self
+
+    @property
+    def pod_addresses(self) -> AddressSet:
+        return AddressSet.from_cidrs(self.pod_cidrs)
+
+    @property
+    def node_addresses(self) -> AddressSet:
+        return AddressSet.from_cidrs(self.node_cidrs)
+
+    def segment_for(
+        self, namespace: str, namespace_labels: Mapping[str, str], labels: Mapping[str, str]
+    ) -> Segment | None:
+        """A pod's segment: the first that selects it (never decided from its IP)."""
+        for seg in self.segments:
+            if seg.takes_namespace(namespace, namespace_labels) and seg.pod_selector.matches(
+                labels
+            ):
+                return seg
+        return None
+
+    def unsegmented_addresses(self) -> AddressSet:
+        taken = AddressSet()
+        for seg in self.segments:
+            taken = taken | seg.addresses
+        return self.pod_addresses - taken
+
+    def segment(self, name: str) -> Segment:
+        for seg in self.segments:
+            if seg.name == name:
+                return seg
+        raise KeyError(name)
+
+    def provider_block(self, provider: str | None = None) -> dict[str, Any]:
+        name = provider or self.provider
+        value = getattr(self, name, None) if name in ("aws", "azure", "gcp") else None
+        return dict(value or {})

@@ -1,0 +1,138 @@
+"""Sets of IP addresses as sorted, disjoint integer intervals per family.
+
+Union, intersection and subtraction are linear merges; `cidrs()` gives the minimal
+list of prefixes, so adjacent prefixes come out merged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+Interval = tuple[int, int]  # inclusive [lo, hi]
+
+_BITS = {4: 32, 6: 128}
+
+
+def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
+    out: list[Interval] = []
+    for lo, hi in sorted(intervals):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def _subtract(a: tuple[Interval, ...], b: tuple[Interval, ...]) -> tuple[Interval, ...]:
+    out: list[Interval] = []
+    j = 0
+    for lo, hi in a:
+        cur = lo
+        while j < len(b) and b[j][1] < cur:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] <= hi:
+            if b[k][0] > cur:
+                out.append((cur, b[k][0] - 1))
+            cur = max(cur, b[k][1] + 1)
+            k += 1
+        if cur <= hi:
+            out.append((cur, hi))
+    return tuple(out)
+
+
+def _intersect(a: tuple[Interval, ...], b: tuple[Interval, ...]) -> tuple[Interval, ...]:
+    out: list[Interval] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo = max(a[i][0], b[j][0])
+        hi = min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
+
+
+def _to_prefixes(lo: int, hi: int, bits: int) -> Iterator[tuple[int, int]]:
+    """Split [lo, hi] into the fewest aligned prefixes (start, prefix length)."""
+    while lo <= hi:
+        size = (lo & -lo).bit_length() - 1 if lo else bits
+        while size > 0 and lo + (1 << size) - 1 > hi:
+            size -= 1
+        yield lo, bits - size
+        lo += 1 << size
+
+
+@dataclass(frozen=True, slots=True)
+class AddressSet:
+    v4: tuple[Interval, ...] = ()
+    v6: tuple[Interval, ...] = ()
+
+    @classmethod
+    def of(cls, *cidrs: str) -> AddressSet:
+        return cls.from_cidrs(cidrs)
+
+    @classmethod
+    def from_cidrs(cls, cidrs: Iterable[str]) -> AddressSet:
+        v4: list[Interval] = []
+        v6: list[Interval] = []
+        for text in cidrs:
+            net = ipaddress.ip_network(text, strict=False)
+            span = (int(net.network_address), int(net.broadcast_address))
+            (v4 if net.version == 4 else v6).append(span)
+        return cls(_normalize(v4), _normalize(v6))
+
+    @classmethod
+    def everything(cls, families: Iterable[int] = (4, 6)) -> AddressSet:
+        fams = set(families)
+        return cls(
+            ((0, (1 << 32) - 1),) if 4 in fams else (),
+            ((0, (1 << 128) - 1),) if 6 in fams else (),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.v4 or self.v6)
+
+    def __or__(self, other: AddressSet) -> AddressSet:
+        return AddressSet(_normalize(self.v4 + other.v4), _normalize(self.v6 + other.v6))
+
+    def __and__(self, other: AddressSet) -> AddressSet:
+        return AddressSet(_intersect(self.v4, other.v4), _intersect(self.v6, other.v6))
+
+    def __sub__(self, other: AddressSet) -> AddressSet:
+        return AddressSet(_subtract(self.v4, other.v4), _subtract(self.v6, other.v6))
+
+    def issubset(self, other: AddressSet) -> bool:
+        return not (self - other)
+
+    def families(self) -> set[int]:
+        return {f for f, iv in ((4, self.v4), (6, self.v6)) if iv}
+
+    def contains_ip(self, ip: str) -> bool:
+        addr = ipaddress.ip_address(ip)
+        value = int(addr)
+        return any(lo <= value <= hi for lo, hi in (self.v4 if addr.version == 4 else self.v6))
+
+    def cidrs(self) -> list[str]:
+        """Minimal prefixes, IPv4 first, each family in address order."""
+        out: list[str] = []
+        for version, intervals in ((4, self.v4), (6, self.v6)):
+            bits = _BITS[version]
+            cls = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+            for lo, hi in intervals:
+                for start, plen in _to_prefixes(lo, hi, bits):
+                    out.append(str(cls((start, plen))))
+        return out
+
+    def first_address(self) -> str | None:
+        if self.v4:
+            return str(ipaddress.IPv4Address(self.v4[0][0]))
+        if self.v6:
+            return str(ipaddress.IPv6Address(self.v6[0][0]))
+        return None

@@ -1,0 +1,10 @@
+"""Plans: a generic diff of desired against actual resources, keyed by stable identity.
+
+Printing, applying and Terraform export all consume the same plan.
+"""
+
+from __future__ import annotations
+
+from nsgsync.plan.model import Change, Op, Plan, Resource, diff
+
+__all__ = ["Change", "Op", "Plan", "Resource", "diff"]
