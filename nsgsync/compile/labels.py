@@ -12,7 +12,7 @@ runs out the answer is "maybe" (True), which callers treat as "some", the sound 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 from nsgsync.model import LabelSelector, Operator
@@ -22,6 +22,9 @@ OTHER = "\x00other"
 
 SelectorKey = tuple[tuple[str, str, tuple[str, ...]], ...]
 _BUDGET = 20_000
+_IN = Operator.IN.value
+_NOT_IN = Operator.NOT_IN.value
+_EXISTS = Operator.EXISTS.value
 
 
 class _Budget(Exception):
@@ -39,7 +42,34 @@ def _allowed(op: str, values: tuple[str, ...], domain: frozenset[str]) -> frozen
 
 
 def satisfiable(must: Sequence[LabelSelector], must_not: Sequence[LabelSelector]) -> bool:
-    return _sat(tuple(s.key() for s in must), tuple(sorted({s.key() for s in must_not})))
+    return satisfiable_keys(tuple(s.key() for s in must), must_not=(s.key() for s in must_not))
+
+
+def satisfiable_keys(must: tuple[SelectorKey, ...], must_not: Iterable[SelectorKey]) -> bool:
+    """`satisfiable` on canonical selector keys.
+
+    `LabelSelector.key()` rebuilds validated Requirement models on every call, which at
+    thousands of segments and policies costs more than the search itself; the compiler
+    computes each selector's key once and asks here.
+    """
+    return _sat(must, tuple(sorted(set(must_not))))
+
+
+def matches_key(key: SelectorKey, labels: Mapping[str, str]) -> bool:
+    """`LabelSelector.matches` on the selector's canonical key (same requirements, no models)."""
+    for name, op, values in key:
+        if op == _IN:
+            if name not in labels or labels[name] not in values:
+                return False
+        elif op == _NOT_IN:
+            if name in labels and labels[name] in values:
+                return False
+        elif op == _EXISTS:
+            if name not in labels:
+                return False
+        elif name in labels:
+            return False
+    return True
 
 
 @lru_cache(maxsize=200_000)

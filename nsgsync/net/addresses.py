@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 Interval = tuple[int, int]  # inclusive [lo, hi]
 
-_BITS = {4: 32, 6: 128}
 
 
 def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
@@ -59,6 +59,20 @@ def _intersect(a: tuple[Interval, ...], b: tuple[Interval, ...]) -> tuple[Interv
     return tuple(out)
 
 
+def _overlap(a: tuple[Interval, ...], b: tuple[Interval, ...]) -> bool:
+    if not a or not b or a[-1][1] < b[0][0] or b[-1][1] < a[0][0]:
+        return False
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if max(a[i][0], b[j][0]) <= min(a[i][1], b[j][1]):
+            return True
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return False
+
+
 def _to_prefixes(lo: int, hi: int, bits: int) -> Iterator[tuple[int, int]]:
     """Split [lo, hi] into the fewest aligned prefixes (start, prefix length)."""
     while lo <= hi:
@@ -67,6 +81,32 @@ def _to_prefixes(lo: int, hi: int, bits: int) -> Iterator[tuple[int, int]]:
             size -= 1
         yield lo, bits - size
         lo += 1 << size
+
+
+@lru_cache(maxsize=65_536)
+def _parse(text: str) -> tuple[int, Interval]:
+    # Parsed once per distinct text: the same CIDRs (topology, ipBlocks) come back often
+    # and ipaddress parsing is slow next to the interval arithmetic.
+    net = ipaddress.ip_network(text, strict=False)
+    return net.version, (int(net.network_address), int(net.broadcast_address))
+
+
+def _v4_text(start: int, plen: int) -> str:
+    # What str(IPv4Network((start, plen))) prints, without building the object.
+    return f"{start >> 24}.{(start >> 16) & 255}.{(start >> 8) & 255}.{start & 255}/{plen}"
+
+
+@lru_cache(maxsize=16_384)
+def _cidrs(v4: tuple[Interval, ...], v6: tuple[Interval, ...]) -> tuple[str, ...]:
+    # Cached: the same sets (node CIDRs, a segment, a peer's union) are printed for rule
+    # after rule.
+    out = [_v4_text(start, plen) for lo, hi in v4 for start, plen in _to_prefixes(lo, hi, 32)]
+    out += [
+        str(ipaddress.IPv6Network((start, plen)))
+        for lo, hi in v6
+        for start, plen in _to_prefixes(lo, hi, 128)
+    ]
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +123,18 @@ class AddressSet:
         v4: list[Interval] = []
         v6: list[Interval] = []
         for text in cidrs:
-            net = ipaddress.ip_network(text, strict=False)
-            span = (int(net.network_address), int(net.broadcast_address))
-            (v4 if net.version == 4 else v6).append(span)
+            version, span = _parse(text)
+            (v4 if version == 4 else v6).append(span)
+        return cls(_normalize(v4), _normalize(v6))
+
+    @classmethod
+    def union_all(cls, sets: Iterable[AddressSet]) -> AddressSet:
+        """The union of many sets with one merge, not one merge per set."""
+        v4: list[Interval] = []
+        v6: list[Interval] = []
+        for item in sets:
+            v4 += item.v4
+            v6 += item.v6
         return cls(_normalize(v4), _normalize(v6))
 
     @classmethod
@@ -100,10 +149,19 @@ class AddressSet:
         return bool(self.v4 or self.v6)
 
     def __or__(self, other: AddressSet) -> AddressSet:
+        # Sets are immutable and always normalized, so an empty side can return the other.
+        if not (other.v4 or other.v6):
+            return self
+        if not (self.v4 or self.v6):
+            return other
         return AddressSet(_normalize(self.v4 + other.v4), _normalize(self.v6 + other.v6))
 
     def __and__(self, other: AddressSet) -> AddressSet:
         return AddressSet(_intersect(self.v4, other.v4), _intersect(self.v6, other.v6))
+
+    def overlaps(self, other: AddressSet) -> bool:
+        """bool(self & other), without building the intersection."""
+        return _overlap(self.v4, other.v4) or _overlap(self.v6, other.v6)
 
     def __sub__(self, other: AddressSet) -> AddressSet:
         return AddressSet(_subtract(self.v4, other.v4), _subtract(self.v6, other.v6))
@@ -121,14 +179,7 @@ class AddressSet:
 
     def cidrs(self) -> list[str]:
         """Minimal prefixes, IPv4 first, each family in address order."""
-        out: list[str] = []
-        for version, intervals in ((4, self.v4), (6, self.v6)):
-            bits = _BITS[version]
-            cls = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
-            for lo, hi in intervals:
-                for start, plen in _to_prefixes(lo, hi, bits):
-                    out.append(str(cls((start, plen))))
-        return out
+        return list(_cidrs(self.v4, self.v6))
 
     def first_address(self) -> str | None:
         if self.v4:

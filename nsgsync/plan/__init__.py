@@ -5,6 +5,6 @@ Printing, applying and Terraform export all consume the same plan.
 
 from __future__ import annotations
 
-from nsgsync.plan.model import Change, Op, Plan, Resource, diff
+from nsgsync.plan.model import Change, Op, Plan, Resource, diff, fingerprint, plan_from_dict
 
-__all__ = ["Change", "Op", "Plan", "Resource", "diff"]
+__all__ = ["Change", "Op", "Plan", "Resource", "diff", "fingerprint", "plan_from_dict"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +31,13 @@ class Resource:
     body: Mapping[str, Any]
     segment: str | None = None
     cloud_id: str | None = None
+    # Fields the cloud did not report for this resource: not compared (e.g. a description
+    # an API drops), so that they cannot make a plan that never converges.
+    unreported: frozenset[str] = frozenset()
 
-    def canonical(self) -> str:
-        return json.dumps(self.body, sort_keys=True, separators=(",", ":"))
+    def canonical(self, skip: frozenset[str] = frozenset()) -> str:
+        body = {k: v for k, v in self.body.items() if k not in skip}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
 class Change(NamedTuple):
@@ -46,6 +51,11 @@ class Change(NamedTuple):
         res = self.new if self.new is not None else self.old
         assert res is not None
         return res
+
+
+def _differ(old: Resource, new: Resource) -> bool:
+    skip = old.unreported | new.unreported
+    return old.canonical(skip) != new.canonical(skip)
 
 
 def diff(desired: Iterable[Resource], actual: Iterable[Resource]) -> tuple[Change, ...]:
@@ -67,7 +77,7 @@ def diff(desired: Iterable[Resource], actual: Iterable[Resource]) -> tuple[Chang
             changes.append(Change(Op.ADD, key, None, new))
         elif new is None and old is not None:
             changes.append(Change(Op.DESTROY, key, old, None))
-        elif new is not None and old is not None and new.canonical() != old.canonical():
+        elif new is not None and old is not None and _differ(old, new):
             changes.append(Change(Op.CHANGE, key, old, new))
     changes += [Change(Op.DESTROY, r.key, r, None) for r in duplicates]
     return tuple(changes)
@@ -81,6 +91,7 @@ class Plan:
     changes: tuple[Change, ...]
     offline: bool = False
     notes: tuple[str, ...] = field(default=())
+    fingerprint: str | None = None
 
     @classmethod
     def build(
@@ -91,9 +102,18 @@ class Plan:
         desired: Sequence[Resource],
         actual: Sequence[Resource],
         offline: bool = False,
+        notes: Sequence[str] = (),
     ) -> Plan:
         ordered = tuple(sorted(desired, key=lambda r: r.key))
-        return cls(provider, cluster, ordered, diff(ordered, actual), offline)
+        return cls(
+            provider,
+            cluster,
+            ordered,
+            diff(ordered, actual),
+            offline,
+            tuple(notes),
+            None if offline else fingerprint(actual),
+        )
 
     def count(self, op: Op) -> int:
         return sum(1 for c in self.changes if c.op is op)
@@ -116,6 +136,8 @@ class Plan:
             "provider": self.provider,
             "cluster": self.cluster,
             "offline": self.offline,
+            "fingerprint": self.fingerprint,
+            "notes": list(self.notes),
             "summary": self.summary(),
             "changes": [
                 {
@@ -137,3 +159,40 @@ class Plan:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
+def _resource(doc: Mapping[str, Any], body: Any, *, cloud_id: str | None = None) -> Resource:
+    return Resource(
+        type=str(doc["type"]),
+        key=str(doc["key"]),
+        body=dict(body),
+        segment=doc.get("segment"),
+        cloud_id=cloud_id,
+    )
+
+
+def plan_from_dict(doc: Mapping[str, Any]) -> Plan:
+    """A plan as `to_dict` wrote it (a saved plan, applied later)."""
+    desired = tuple(_resource(d, d["body"]) for d in doc["desired"])
+    changes = []
+    for c in doc["changes"]:
+        old = _resource(c, c["before"], cloud_id=c.get("id")) if c["before"] is not None else None
+        new = _resource(c, c["after"]) if c["after"] is not None else None
+        changes.append(Change(Op(c["op"]), str(c["key"]), old, new))
+    return Plan(
+        provider=str(doc["provider"]),
+        cluster=str(doc["cluster"]),
+        desired=desired,
+        changes=tuple(changes),
+        offline=bool(doc.get("offline", False)),
+        notes=tuple(doc.get("notes", ())),
+        fingerprint=doc.get("fingerprint"),
+    )
+
+
+def fingerprint(actual: Iterable[Resource]) -> str:
+    """A digest of the cloud state a plan was made against, to refuse applying it stale."""
+    digest = hashlib.sha256()
+    for r in sorted(actual, key=lambda r: (r.key, r.cloud_id or "")):
+        digest.update(f"{r.key}\0{r.cloud_id}\0{r.canonical()}\n".encode())
+    return digest.hexdigest()

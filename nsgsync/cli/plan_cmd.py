@@ -1,0 +1,190 @@
+"""`nsgsync plan` and `nsgsync apply`: the Intent against the cloud, like Terraform."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nsgsync.cli.common import add_input_options, progress, read_inputs
+from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
+from nsgsync.errors import InputError
+from nsgsync.plan import Plan, plan_from_dict
+from nsgsync.plan.text import render_plan
+from nsgsync.provider import load_provider
+from nsgsync.sources import load_topology
+
+PLAN_EXAMPLES = """\
+examples:
+  nsgsync plan -f manifests/ --topology topology.yaml
+  nsgsync plan -f manifests/ --topology topology.yaml --offline -o json   # in CI, no credentials
+  nsgsync plan -f manifests/ --topology topology.yaml --detailed-exitcode --save-plan plan.json
+
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present
+(--detailed-exitcode only).
+"""
+
+APPLY_EXAMPLES = """\
+examples:
+  nsgsync apply -f manifests/ --topology topology.yaml                 # asks before changing
+  nsgsync apply -f manifests/ --topology topology.yaml --auto-approve --max-deletions 20
+  nsgsync apply --topology topology.yaml plan.json                    # exactly a reviewed plan
+
+Order: new groups and rules first, removals last, so no moment blocks allowed traffic.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="show what apply would change in the cloud (a dry run)",
+        description="Compile the policies, read what nsgsync owns in the cloud, and print "
+        "the difference: + add, ~ change, - destroy.",
+        epilog=PLAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_input_options(plan)
+    plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when there are changes, 0 when there are none",
+    )
+    plan.add_argument(
+        "--offline",
+        action="store_true",
+        help="plan against an empty cloud state: no credentials, no network",
+    )
+    plan.add_argument(
+        "--save-plan",
+        metavar="FILE",
+        help="write the plan as JSON, for `nsgsync apply FILE` after review",
+    )
+    plan.set_defaults(run=run_plan)
+
+    apply = sub.add_parser(
+        "apply",
+        help="change the cloud to match the policies",
+        description="Plan, then apply: create groups and rules, then change, then remove.",
+        epilog=APPLY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_input_options(apply)
+    apply.add_argument(
+        "plan_file",
+        nargs="?",
+        metavar="PLAN",
+        help="a plan saved by `nsgsync plan --save-plan` (then -f is not used)",
+    )
+    apply.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
+    apply.add_argument(
+        "--max-deletions",
+        type=int,
+        metavar="N",
+        help="refuse a plan that destroys more than N resources",
+    )
+    apply.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="allow applying an empty policy source over resources nsgsync owns",
+    )
+    apply.set_defaults(run=run_apply)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    inputs = read_inputs(args)
+    provider = load_provider(inputs.topology.provider)
+    connection = None if args.offline else provider.connect(inputs.topology)
+    if not args.offline:
+        progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
+    planned = make_plan(provider, inputs.topology, inputs.intent, connection=connection)
+    plan = planned.plan
+    if args.save_plan:
+        Path(args.save_plan).write_text(plan.to_json())
+        progress(
+            f"plan saved to {args.save_plan}; apply it with: nsgsync apply --topology "
+            f"{args.topology} {args.save_plan}"
+        )
+    if args.output == "json":
+        print(plan.to_json(), end="")
+    else:
+        for f in (*inputs.intent.findings, *planned.findings):
+            if f.severity.value == "warning":
+                progress(f"warning {f.code}: {f.message}")
+        print(render_plan(plan), end="")
+    if args.detailed_exitcode and not plan.empty:
+        return 2
+    return 0
+
+
+def _confirm(plan: Plan, auto: bool) -> bool:
+    if auto:
+        return True
+    if not sys.stdin.isatty():
+        raise InputError(
+            "refusing to apply without confirmation: no terminal to ask",
+            hint="review `nsgsync plan`, then pass --auto-approve",
+        )
+    answer = input("Do you want to perform these actions? Only 'yes' will be accepted: ")
+    return answer.strip() == "yes"
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    if args.plan_file:
+        return _apply_saved(args)
+    inputs = read_inputs(args)
+    provider = load_provider(inputs.topology.provider)
+    connection = provider.connect(inputs.topology)
+    progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
+    planned = make_plan(provider, inputs.topology, inputs.intent, connection=connection)
+    plan = planned.plan
+    check_guardrails(
+        plan,
+        guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=args.allow_empty),
+        policy_count=len(inputs.inventory.policies),
+        owned_count=len(planned.actual),
+    )
+    print(render_plan(plan), end="")
+    if plan.empty:
+        return 0
+    if not _confirm(plan, args.auto_approve):
+        print("Apply cancelled; nothing was changed.")
+        return 1
+    apply_plan(plan, connection, progress=progress)
+    s = plan.summary()
+    print(
+        f"Apply complete! Resources: {s['add']} added, {s['change']} changed, "
+        f"{s['destroy']} destroyed."
+    )
+    return 0
+
+
+def _apply_saved(args: argparse.Namespace) -> int:
+    path = Path(args.plan_file)
+    try:
+        plan = plan_from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"not a saved nsgsync plan: {exc}", file=str(path)) from None
+    topology = load_topology(args.topology)
+    if plan.cluster != topology.cluster or plan.provider != topology.provider:
+        raise InputError(
+            f"the plan is for {plan.provider}/{plan.cluster}, the topology for "
+            f"{topology.provider}/{topology.cluster}",
+            file=str(path),
+        )
+    provider = load_provider(topology.provider)
+    connection = provider.connect(topology)
+    check_guardrails(
+        plan,
+        guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
+        policy_count=1,
+        owned_count=0,
+    )
+    print(render_plan(plan), end="")
+    if not _confirm(plan, args.auto_approve):
+        print("Apply cancelled; nothing was changed.")
+        return 1
+    apply_plan(plan, connection, progress=progress, saved=True)
+    print("Apply complete!")
+    return 0

@@ -1,0 +1,68 @@
+"""A plan as people read it, in the style Terraform users know."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from nsgsync.plan.model import Change, Op, Plan
+
+_VERB = {
+    Op.ADD: "will be created",
+    Op.CHANGE: "will be updated in place",
+    Op.DESTROY: "will be destroyed",
+}
+_MARK = {Op.ADD: "+", Op.CHANGE: "~", Op.DESTROY: "-"}
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _fields(mark: str, body: Mapping[str, Any]) -> list[str]:
+    width = max((len(k) for k in body), default=0)
+    return [f"      {mark} {k:<{width}} = {_value(v)}" for k, v in body.items()]
+
+
+def _change(c: Change) -> list[str]:
+    res = c.resource
+    where = f" (segment {res.segment})" if res.segment else ""
+    ident = f" [{c.old.cloud_id}]" if c.old is not None and c.old.cloud_id else ""
+    lines = [f"  # {res.type} {c.key}{where}{ident} {_VERB[c.op]}"]
+    lines.append(f'  {_MARK[c.op]} {res.type} "{c.key}" {{')
+    if c.op is Op.ADD and c.new is not None:
+        lines += _fields("+", c.new.body)
+    elif c.op is Op.DESTROY and c.old is not None:
+        lines += _fields("-", c.old.body)
+    elif c.old is not None and c.new is not None:
+        keys = sorted(set(c.old.body) | set(c.new.body))
+        width = max(len(k) for k in keys)
+        for k in keys:
+            before, after = c.old.body.get(k), c.new.body.get(k)
+            if before != after:
+                lines.append(f"      ~ {k:<{width}} = {_value(before)} -> {_value(after)}")
+    lines.append("    }")
+    return lines
+
+
+def render_plan(plan: Plan) -> str:
+    head = f"nsgsync plan: provider {plan.provider}, cluster {plan.cluster}"
+    if plan.offline:
+        head += " (offline: against an empty cloud state)"
+    lines = [head, ""]
+    for note in plan.notes:
+        lines.append(f"note: {note}")
+    if plan.notes:
+        lines.append("")
+    if plan.empty:
+        lines.append("No changes. The cloud already matches the policies.")
+        return "\n".join(lines) + "\n"
+    lines.append("nsgsync will perform the following actions:")
+    lines.append("")
+    for c in plan.changes:
+        lines += _change(c)
+        lines.append("")
+    s = plan.summary()
+    lines.append(f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy.")
+    return "\n".join(lines) + "\n"
