@@ -24,8 +24,10 @@ class Groups:
     @classmethod
     def read(cls, client: Any, vpc_id: str, topology: Topology) -> Groups:
         groups = client.describe_security_groups(
-            Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
-                     {"Name": "tag:nsgsync.io/cluster", "Values": [topology.cluster]}]
+            Filters=[
+                {"Name": "vpc-id", "Values": [vpc_id]},
+                {"Name": "tag:nsgsync.io/cluster", "Values": [topology.cluster]},
+            ]
         )["SecurityGroups"]
         seg_of = {
             g["GroupId"]: next(t["Value"] for t in g["Tags"] if t["Key"] == "nsgsync.io/segment")
@@ -60,7 +62,10 @@ class Groups:
         return peer_segment is not None and self.segment_of(ip) == peer_segment
 
     def allows(self, src: str, dst: str, proto: str, port: int) -> bool:
-        for seg, peer, egress in ((self.segment_of(src), dst, True), (self.segment_of(dst), src, False)):
+        for seg, peer, egress in (
+            (self.segment_of(src), dst, True),
+            (self.segment_of(dst), src, False),
+        ):
             if seg is None:
                 continue
             rules = [r for r in self.by_segment.get(seg, []) if bool(r["IsEgress"]) == egress]

@@ -57,7 +57,9 @@ def assert_cloud_matches_intent(ec2: Ec2, topology: Topology, intent: Intent) ->
 
 
 def load_case(case: Path, vpc_id: str) -> tuple[Topology, Inventory]:
-    return with_vpc(load_topology(case / "topology.yaml"), vpc_id), load_manifests([case / "manifests"])
+    return with_vpc(load_topology(case / "topology.yaml"), vpc_id), load_manifests(
+        [case / "manifests"]
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -82,13 +84,22 @@ def test_full_cycle_per_seed_policy_set(ec2: Ec2, case: Path) -> None:
 
     target = next(s for s in topology.segments if s.namespace and changes_with_policy(s.name))
     in_namespace = {s.name for s in topology.segments if s.namespace == target.namespace}
-    extra = parse_policy(Document("<test>", 1, {
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "extra", "namespace": target.namespace or "default"},
-        "spec": {"podSelector": target.pod_selector.model_dump(by_alias=True),
-                 "ingress": [{"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}],
-                              "ports": [{"port": 443}]}]},
-    }))
+    extra = parse_policy(
+        Document(
+            "<test>",
+            1,
+            {
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "extra", "namespace": target.namespace or "default"},
+                "spec": {
+                    "podSelector": target.pod_selector.model_dump(by_alias=True),
+                    "ingress": [
+                        {"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 443}]}
+                    ],
+                },
+            },
+        )
+    )
     changed = Inventory.build([*inventory.policies, extra], inventory.namespaces, inventory.pods)
     intent2 = compile_intent(topology, changed)
     step = plan(ec2, topology, intent2)
@@ -122,23 +133,45 @@ def test_security_group_peer_mode_references_segments(ec2: Ec2) -> None:
 def test_unowned_groups_and_rules_survive_and_drift_is_reverted(ec2: Ec2) -> None:
     topology, intent = example(ec2)
     client = ec2.client
-    other = client.create_security_group(GroupName="team-db", Description="not ours",
-                                         VpcId=ec2.vpc_id)["GroupId"]
-    client.authorize_security_group_ingress(GroupId=other, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.9.0.0/16"}]}])
+    other = client.create_security_group(
+        GroupName="team-db", Description="not ours", VpcId=ec2.vpc_id
+    )["GroupId"]
+    client.authorize_security_group_ingress(
+        GroupId=other,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "10.9.0.0/16"}],
+            }
+        ],
+    )
     apply(ec2, topology, intent)
     groups = Groups.read(client, ec2.vpc_id, topology)
     db = next(g for g, s in groups.segment_of_group.items() if s == "shop-db")
     # someone opens SSH to the database pods by hand
-    client.authorize_security_group_ingress(GroupId=db, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    client.authorize_security_group_ingress(
+        GroupId=db,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
+        ],
+    )
     drift = plan(ec2, topology, intent)
-    assert [(c.op, c.key) for c in drift.changes] == [(Op.DESTROY, "sgr/shop-db/in/tcp/22-22/0.0.0.0/0")]
+    assert [(c.op, c.key) for c in drift.changes] == [
+        (Op.DESTROY, "sgr/shop-db/in/tcp/22-22/0.0.0.0/0")
+    ]
     apply(ec2, topology, intent)
     assert plan(ec2, topology, intent).empty
     assert_cloud_matches_intent(ec2, topology, intent)
     theirs = client.describe_security_group_rules(
-        Filters=[{"Name": "group-id", "Values": [other]}])["SecurityGroupRules"]
+        Filters=[{"Name": "group-id", "Values": [other]}]
+    )["SecurityGroupRules"]
     assert any(r.get("FromPort") == 22 and not r["IsEgress"] for r in theirs)
 
 
@@ -185,10 +218,20 @@ def test_noop_reconcile_reads_a_constant_number_of_times(ec2: Ec2) -> None:
     for n in (2, 40):
         topology, _ = example(ec2)
         block = [{"ipBlock": {"cidr": f"198.51.{i}.0/24"}} for i in range(n)]
-        pol = parse_policy(Document("<t>", 1, {
-            "kind": "NetworkPolicy", "metadata": {"name": "many", "namespace": "shop"},
-            "spec": {"podSelector": {"matchLabels": {"tier": "db"}},
-                     "ingress": [{"from": block, "ports": [{"port": 5432}]}]}}))
+        pol = parse_policy(
+            Document(
+                "<t>",
+                1,
+                {
+                    "kind": "NetworkPolicy",
+                    "metadata": {"name": "many", "namespace": "shop"},
+                    "spec": {
+                        "podSelector": {"matchLabels": {"tier": "db"}},
+                        "ingress": [{"from": block, "ports": [{"port": 5432}]}],
+                    },
+                },
+            )
+        )
         inv = load_manifests([EXAMPLE / "cluster"])
         inv = Inventory.build([*inv.policies, pol], inv.namespaces, inv.pods)
         intent = compile_intent(topology, inv)
