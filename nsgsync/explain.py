@@ -73,7 +73,9 @@ def _address_of(pod: PodInfo, topology: Topology, inventory: Inventory) -> tuple
     space = seg.addresses if seg is not None else topology.unsegmented_addresses()
     first = space.first_address() or topology.pod_addresses.first_address()
     assert first is not None
-    return first, True
+    # The first host address, not the network address, reads as a pod's.
+    host = ipaddress.ip_address(first) + 1
+    return (str(host) if space.contains_ip(str(host)) else first), True
 
 
 def explain(

@@ -6,7 +6,7 @@ hands them the Intent and gets resources back in the cloud API's own JSON shapes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -55,6 +55,20 @@ class Provider(Protocol):
 
     def connect(self, topology: Topology, **clients: Any) -> Connection:
         """A session; tests pass clients or transports in, the CLI lets the SDK find them."""
+        ...
+
+
+@runtime_checkable
+class Attaching(Protocol):
+    """A provider whose resources reach pods through Kubernetes objects (AWS: SGPs)."""
+
+    def attachments(
+        self,
+        topology: Topology,
+        namespaces: Mapping[str, Mapping[str, str]],
+        actual: Sequence[Resource],
+    ) -> tuple[list[dict[str, Any]], list[Finding]]:
+        """The Kubernetes manifests that attach the cloud resources to the pods."""
         ...
 
 

@@ -93,7 +93,7 @@ def test_bad_input_exits_1_naming_file_object_and_field(
 
 
 def test_every_verb_has_help_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for verb in ("compile", "explain"):
+    for verb in ("compile", "explain", "plan", "apply"):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         assert "examples:" in capsys.readouterr().out

@@ -7,9 +7,10 @@ import sys
 from dataclasses import dataclass
 
 from nsgsync.compile import CompileOptions, compile_intent
+from nsgsync.errors import InputError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
-from nsgsync.sources import load_manifests, load_topology
+from nsgsync.sources import load_cluster, load_manifests, load_topology, merge_inventories
 
 
 def add_input_options(parser: argparse.ArgumentParser, *, topology_required: bool = True) -> None:
@@ -22,6 +23,24 @@ def add_input_options(parser: argparse.ArgumentParser, *, topology_required: boo
         default=[],
         metavar="PATH",
         help="a YAML/JSON manifest or a folder of them (repeatable; folders are read recursively)",
+    )
+    group.add_argument(
+        "--from-cluster",
+        action="store_true",
+        help="read NetworkPolicies, namespaces, pods and workloads from the live cluster "
+        "(in a pod: its service account; else the kubeconfig), alone or together with -f, "
+        "where a policy in the files replaces the cluster's (a preview of a change); e.g. "
+        "`--from-cluster --context prod-eu-1 --topology topology.yaml`",
+    )
+    group.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig for --from-cluster (default: $KUBECONFIG, then ~/.kube/config)",
+    )
+    group.add_argument(
+        "--context",
+        metavar="NAME",
+        help="kubeconfig context for --from-cluster (default: the current context)",
     )
     group.add_argument(
         "--topology",
@@ -45,8 +64,37 @@ class Inputs:
 
 
 def read_inputs(args: argparse.Namespace) -> Inputs:
+    from_cluster = bool(getattr(args, "from_cluster", False))
+    kubeconfig = getattr(args, "kubeconfig", None)
+    context = getattr(args, "context", None)
+    if not args.files and not from_cluster:
+        raise InputError(
+            "no policies to read: give -f PATH (manifests) and/or --from-cluster",
+            hint="e.g. -f config/example/cluster, or --from-cluster --context NAME",
+        )
+    if (kubeconfig or context) and not (from_cluster or getattr(args, "apply_attachments", False)):
+        raise InputError(
+            "--kubeconfig and --context only apply with --from-cluster or --apply-attachments",
+            hint="add --from-cluster to read the live cluster",
+        )
     topology = load_topology(args.topology)
     inventory = load_manifests(args.files)
+    if from_cluster:
+        progress("reading NetworkPolicies, namespaces and pods from the cluster ...")
+        live = load_cluster(kubeconfig=kubeconfig, context=context)
+        progress(
+            f"read {len(live.policies)} NetworkPolicies, {len(live.namespaces)} namespaces "
+            f"and {len(live.pods)} pods and pod templates from the cluster"
+        )
+        # A policy in both is not an error, unlike a duplicate between two files: files
+        # given with --from-cluster are a proposed change, so their version is used.
+        shadowed = {p.ref for p in inventory.policies} & {p.ref for p in live.policies}
+        if shadowed:
+            progress(
+                f"note: {len(shadowed)} NetworkPolicies are both in the files and in the "
+                f"cluster; the files' version is used: {', '.join(sorted(shadowed))}"
+            )
+        inventory = merge_inventories(inventory, live) if args.files else live
     intent = compile_intent(
         topology, inventory, options=CompileOptions(selector_only=args.selector_only)
     )

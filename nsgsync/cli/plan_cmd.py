@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from nsgsync.cli.common import add_input_options, progress, read_inputs
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError
+from nsgsync.model import Topology
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
-from nsgsync.provider import load_provider
-from nsgsync.sources import load_topology
+from nsgsync.provider import Attaching, Connection, Provider, load_provider
+from nsgsync.sources import apply_objects, cluster_client, load_topology
 
 PLAN_EXAMPLES = """\
 examples:
@@ -89,6 +91,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="allow applying an empty policy source over resources nsgsync owns",
     )
+    apply.add_argument(
+        "--apply-attachments",
+        action="store_true",
+        help="then apply the Kubernetes objects that attach the cloud resources to pods "
+        "(AWS: SecurityGroupPolicy), with the kubeconfig's or in-cluster credentials",
+    )
     apply.set_defaults(run=run_apply)
 
 
@@ -157,7 +165,28 @@ def run_apply(args: argparse.Namespace) -> int:
         f"Apply complete! Resources: {s['add']} added, {s['change']} changed, "
         f"{s['destroy']} destroyed."
     )
+    if args.apply_attachments:
+        _attach(args, provider, inputs.topology, inputs.inventory.namespaces, connection)
     return 0
+
+
+def _attach(
+    args: argparse.Namespace,
+    provider: Provider,
+    topology: Topology,
+    namespaces: Mapping[str, Mapping[str, str]],
+    connection: Connection,
+) -> None:
+    """Apply the objects that attach the cloud resources to pods (after the cloud side)."""
+    if not isinstance(provider, Attaching):
+        progress(f"provider {provider.name} attaches without Kubernetes objects; nothing to do")
+        return
+    docs, findings = provider.attachments(topology, namespaces, connection.read())
+    for f in findings:
+        progress(f"warning {f.code}: {f.message}")
+    client = cluster_client(args.kubeconfig, args.context)
+    for line in apply_objects(client, docs):
+        print(line)
 
 
 def _apply_saved(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from nsgsync.compile.labels import satisfiable
 from nsgsync.intent import Finding, Severity
 from nsgsync.model import LabelSelector, Operator, Requirement, Topology
 
@@ -65,8 +66,12 @@ def security_group_policies(
         if seg.namespace is not None and seg.namespace not in names:
             names.append(seg.namespace)
         for ns in sorted(names):
+            if not satisfiable([seg.pod_selector], earlier.get(ns, [])):
+                continue  # earlier segments take every pod of this namespace
             exclusions: list[Requirement] = []
             for before in earlier.get(ns, []):
+                if not satisfiable([seg.pod_selector, before], []):
+                    continue  # the selectors never meet: nothing to exclude
                 neg = _negation(before)
                 if neg is None:
                     findings.append(

@@ -6,11 +6,13 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import requests
+import yaml
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
@@ -61,3 +63,18 @@ def ec2(moto_endpoint: str) -> Ec2:
 
     client.meta.events.register("before-call.ec2.*", count)
     return ec2
+
+
+EXAMPLE = Path(__file__).parent.parent.parent / "config/example"
+
+
+@pytest.fixture
+def topology_file(ec2: Ec2, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", ec2.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    doc = yaml.safe_load((EXAMPLE / "topology.yaml").read_text())
+    doc["aws"]["vpcId"] = ec2.vpc_id
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path

@@ -9,25 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from nsgsync.cli.main import main
 from tests.aws.conftest import Ec2
 
 ROOT = Path(__file__).parent.parent.parent
 EXAMPLE = ROOT / "config/example"
-
-
-@pytest.fixture
-def topology_file(ec2: Ec2, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", ec2.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    doc = yaml.safe_load((EXAMPLE / "topology.yaml").read_text())
-    doc["aws"]["vpcId"] = ec2.vpc_id
-    path = tmp_path / "topology.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def args(topology: Path, *extra: str, files: Path = EXAMPLE / "cluster") -> list[str]:

@@ -1,0 +1,478 @@
+"""Policies, namespaces and pods from the live cluster, through the official client.
+
+Objects are fetched as raw JSON, camelCase as the API server sends them, and go through
+the same parsers as manifests on disk (`files.parse_policy`, `files.parse_pod`): a policy
+is validated, and a bad one reported, the same whichever source it came from. Raw JSON
+also skips the client's model deserialisation, the slow part of listing a big cluster.
+
+The `kubernetes` package is the optional extra `nsgsync[cluster]`, so it is imported only
+when the cluster is actually used: `nsgsync compile -f ...` works without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nsgsync.errors import InputError
+from nsgsync.model import Inventory, NetworkPolicy, PodInfo
+from nsgsync.sources.files import Document, _labels, parse_pod, parse_policy
+
+if TYPE_CHECKING:
+    import kubernetes.client  # for annotations; imported at run time only when used
+
+PAGE_SIZE = 500
+FIELD_MANAGER = "nsgsync"
+APPLY_PATCH = "application/apply-patch+yaml"
+# (connect, read) seconds: an unreachable API server must fail a CronJob run, not hang it.
+REQUEST_TIMEOUT = (10, 60)
+# A continue token expires after a few minutes (410 Gone). A fresh list from the start is
+# the only way to get a consistent snapshot again, so restart that kind's list this often.
+_LIST_RESTARTS = 2
+
+READ_RBAC_HINT = (
+    "nsgsync needs get/list/watch on networkpolicies (networking.k8s.io); namespaces, pods "
+    "and replicationcontrollers (core); deployments, statefulsets, daemonsets and "
+    "replicasets (apps); jobs and cronjobs (batch). deploy/rbac.yaml has a ClusterRole "
+    "granting exactly that; check with: kubectl auth can-i list pods --all-namespaces "
+    "--as system:serviceaccount:NAMESPACE:SERVICEACCOUNT"
+)
+_UNREACHABLE_HINT = (
+    "check --kubeconfig and --context (or KUBECONFIG), that the API server is reachable "
+    "from here, and that the cluster is up; nothing was changed"
+)
+_FIX_IN_CLUSTER_HINT = (
+    "the object comes from the live cluster: fix it there (kubectl edit) and run again; "
+    "nothing was changed"
+)
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """One kind nsgsync lists, and where the API serves it."""
+
+    kind: str
+    api_version: str  # list items carry no kind/apiVersion, so they are put back from here
+    plural: str  # the REST path's last segment, as RBAC names it too
+
+    def path(self, namespace: str | None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if namespace is None:
+            return f"{prefix}/{self.plural}"
+        return f"{prefix}/namespaces/{{namespace}}/{self.plural}"
+
+
+_NAMESPACES = _Listed("Namespace", "v1", "namespaces")  # cluster-scoped: listed with no namespace
+_POLICIES = _Listed("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
+_PODS = _Listed("Pod", "v1", "pods")
+# Kinds whose pod template tells nsgsync about pods that exist, or will, and their ports.
+_WORKLOADS = (
+    _Listed("Deployment", "apps/v1", "deployments"),
+    _Listed("StatefulSet", "apps/v1", "statefulsets"),
+    _Listed("DaemonSet", "apps/v1", "daemonsets"),
+    _Listed("ReplicaSet", "apps/v1", "replicasets"),
+    _Listed("ReplicationController", "v1", "replicationcontrollers"),
+    _Listed("Job", "batch/v1", "jobs"),
+    _Listed("CronJob", "batch/v1", "cronjobs"),
+)
+# Finished pods hold no address and receive no traffic. The field selector saves moving
+# them over the wire (clusters with busy CronJobs keep many); the phase check in
+# `_read` is what nsgsync relies on.
+_FINISHED = frozenset({"Succeeded", "Failed"})
+_POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+
+_GENERATED_HINT = "the objects to apply are nsgsync's own output: please report this as a bug"
+# The kinds nsgsync writes into a cluster: (group, kind) -> plural of the REST path.
+_WRITABLE = {("vpcresources.k8s.aws", "SecurityGroupPolicy"): "securitygrouppolicies"}
+
+
+class _Expired(Exception):
+    """A continue token expired (410): the list must start again."""
+
+
+def _kubernetes() -> Any:
+    try:
+        import kubernetes
+    except ImportError:
+        raise InputError(
+            "reading or writing the live cluster needs the kubernetes client",
+            hint="install it with: pip install 'nsgsync[cluster]'",
+        ) from None
+    return kubernetes
+
+
+def cluster_client(
+    kubeconfig: str | None = None, context: str | None = None
+) -> kubernetes.client.ApiClient:
+    """A `kubernetes.client.ApiClient` for the cluster, as `load_cluster` builds one."""
+    return _connect(kubeconfig, context)[0]
+
+
+def _connect(
+    kubeconfig: str | None, context: str | None
+) -> tuple[kubernetes.client.ApiClient, str]:
+    """The client and the name errors call the cluster by (`cluster:<context>`)."""
+    k8s = _kubernetes()
+    # Explicit --kubeconfig/--context win over the pod's own service account: someone
+    # running nsgsync inside a pod against another cluster said so on purpose.
+    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = k8s.client.Configuration()
+        try:
+            k8s.config.load_incluster_config(client_configuration=configuration)
+        except k8s.config.ConfigException as exc:
+            raise InputError(
+                f"cannot use the in-cluster service account: {exc}",
+                file="cluster:in-cluster",
+                hint="run in a pod with a mounted service account token, or pass --kubeconfig",
+            ) from None
+        return k8s.client.ApiClient(configuration), "cluster:in-cluster"
+    source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        if context is None:
+            current = k8s.config.list_kube_config_contexts(kubeconfig)[1]
+            if not current:
+                raise InputError(
+                    "the kubeconfig has no current context",
+                    file=source,
+                    hint="pass --context NAME (see `kubectl config get-contexts`)",
+                )
+            context = str(current["name"])
+        # persist_config=False: nsgsync never rewrites a user's kubeconfig.
+        client = k8s.config.new_client_from_config(
+            config_file=kubeconfig, context=context, persist_config=False
+        )
+    except (k8s.config.ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"cannot use the kubeconfig: {exc}",
+            file=source,
+            hint="pass --kubeconfig PATH and --context NAME (see `kubectl config get-contexts`)",
+        ) from None
+    return client, f"cluster:{context}"
+
+
+def load_cluster(
+    api_client: kubernetes.client.ApiClient | None = None,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespaces: Sequence[str] | None = None,
+    page_size: int = PAGE_SIZE,
+) -> Inventory:
+    """Read every NetworkPolicy, Namespace, running pod and pod template of the cluster.
+
+    Without `api_client`, connects with the in-cluster service account when running in a
+    pod (and neither `kubeconfig` nor `context` is given), else with the kubeconfig.
+    `namespaces` limits policies and pods to those namespaces; every namespace's labels are
+    read regardless, since a namespaceSelector in a policy may pick any of them.
+    """
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    client: Any  # most of the client's methods are untyped: keep that inside this module
+    if api_client is None:
+        client, where = _connect(kubeconfig, context)
+    else:
+        client, where = api_client, f"cluster:{context or api_client.configuration.host}"
+    try:
+        return _read(client, where, namespaces, page_size)
+    finally:
+        if api_client is None:  # made here, so closed here
+            client.close()
+
+
+def _read(
+    api_client: Any, where: str, namespaces: Sequence[str] | None, page_size: int
+) -> Inventory:
+    scopes: list[str | None] = [None] if namespaces is None else list(dict.fromkeys(namespaces))
+    labels: dict[str, dict[str, str]] = {}
+    policies: list[NetworkPolicy] = []
+    pods: list[PodInfo] = []
+    try:
+        for doc in _documents(api_client, _NAMESPACES, None, page_size, where):
+            meta = doc.body.get("metadata") or {}
+            name = meta.get("name")
+            if not isinstance(name, str) or not name:
+                raise InputError(
+                    "Namespace without metadata.name", file=where, field="metadata.name"
+                )
+            labels[name] = _labels(
+                meta.get("labels"),
+                doc=doc,
+                obj=f"Namespace {name}",
+                field="metadata.labels",
+            )
+        for scope in scopes:
+            for doc in _documents(api_client, _POLICIES, scope, page_size, where):
+                policies.append(parse_policy(doc))
+            for doc in _documents(api_client, _PODS, scope, page_size, where):
+                status = doc.body.get("status")
+                if isinstance(status, dict) and status.get("phase") in _FINISHED:
+                    continue
+                if (pod := parse_pod(doc)) is not None:
+                    pods.append(pod)
+            for listed in _WORKLOADS:
+                for doc in _documents(api_client, listed, scope, page_size, where):
+                    if (pod := parse_pod(doc)) is not None:
+                        pods.append(pod)
+    except InputError as exc:
+        if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
+            exc.hint = _FIX_IN_CLUSTER_HINT
+        raise
+    return Inventory.build(policies, labels, pods)
+
+
+def _documents(
+    api_client: Any, listed: _Listed, namespace: str | None, page_size: int, where: str
+) -> list[Document]:
+    """Every object of one kind, page by page, each as a Document like a manifest's."""
+    scope = f"in namespace {namespace}" if namespace else "in the cluster"
+    action = f"cannot list {listed.plural} {scope}"
+    for attempt in range(_LIST_RESTARTS + 1):
+        docs: list[Document] = []
+        token: str | None = None
+        try:
+            while True:
+                query: list[tuple[str, object]] = [("limit", page_size)]
+                if token:
+                    query.append(("continue", token))
+                if listed.kind == "Pod":
+                    query.append(("fieldSelector", _POD_FIELD_SELECTOR))
+                _, body = _send(
+                    api_client,
+                    "GET",
+                    listed.path(namespace),
+                    path_params={"namespace": namespace} if namespace else None,
+                    query=query,
+                    action=action,
+                    where=where,
+                    forbidden_hint=READ_RBAC_HINT,
+                    missing_hint="nsgsync needs Kubernetes 1.21 or later (batch/v1 CronJob)",
+                )
+                for item in body.get("items") or []:
+                    if isinstance(item, dict):
+                        docs.append(Document(where, 0, _with_kind(item, listed)))
+                token = (body.get("metadata") or {}).get("continue") or None
+                if token is None:
+                    return docs
+        except _Expired:
+            if attempt == _LIST_RESTARTS:
+                raise InputError(
+                    f"{action}: the list kept expiring before it was read to the end",
+                    file=where,
+                    hint="the API server is slow or overloaded; run again, or raise page_size",
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _with_kind(item: dict[str, Any], listed: _Listed) -> dict[str, Any]:
+    # The API server leaves kind and apiVersion off list items; the parsers need the kind,
+    # and error messages name it.
+    return {"apiVersion": listed.api_version, "kind": listed.kind, **item}
+
+
+def _send(
+    api_client: Any,
+    method: str,
+    path: str,
+    *,
+    path_params: dict[str, str] | None = None,
+    query: list[tuple[str, object]],
+    body: Mapping[str, Any] | None = None,
+    content_type: str | None = None,
+    action: str,
+    where: str,
+    forbidden_hint: str,
+    missing_hint: str,
+) -> tuple[int, dict[str, Any]]:
+    """One request through the client's own auth, TLS and proxy handling: (status, JSON).
+
+    The raw response is decoded here rather than by the typed APIs (CoreV1Api, ...):
+    objects keep the API's camelCase shape the parsers expect, and nsgsync skips both the
+    model deserialisation and importing the hundreds of model classes those APIs pull in,
+    which would cost seconds on every run.
+    """
+    k8s = _kubernetes()
+    import urllib3  # present whenever kubernetes is: the client is built on it
+
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    try:
+        request = api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=path_params,
+            query_params=query,
+            header_params=headers,
+            body=dict(body) if body is not None else None,
+            auth_settings=["BearerToken"],  # also runs the kubeconfig's token refresh (exec)
+        )
+        response = api_client.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+        try:
+            data = response.read()
+        finally:
+            response.response.release_conn()
+    except k8s.config.ConfigException as exc:  # an exec credential plugin failed
+        raise InputError(
+            f"{action}: cannot get credentials: {exc}",
+            file=where,
+            hint="check the kubeconfig's user (e.g. that `aws eks get-token` works here)",
+        ) from None
+    except k8s.client.ApiException as exc:  # the client's wrapping of a TLS failure
+        raise _unreachable(api_client, where, exc.reason) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unreachable(api_client, where, exc) from None
+    status = int(response.status)
+    if status == 410:
+        raise _Expired
+    if not 200 <= status <= 299:
+        raise _api_error(status, response.reason, data, action, where, forbidden_hint, missing_hint)
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        decoded = None
+    if not isinstance(decoded, dict):
+        raise InputError(
+            f"{action}: the API server answered something other than a JSON object",
+            file=where,
+            hint=_UNREACHABLE_HINT,
+        )
+    return status, decoded
+
+
+def _unreachable(api_client: Any, where: str, why: object) -> InputError:
+    host = api_client.configuration.host
+    return InputError(
+        f"cannot reach the Kubernetes API server at {host}: {why}",
+        file=where,
+        hint=_UNREACHABLE_HINT,
+    )
+
+
+def _api_error(
+    status: int,
+    reason: object,
+    data: bytes,
+    action: str,
+    where: str,
+    forbidden_hint: str,
+    missing_hint: str,
+) -> InputError:
+    message = str(reason)
+    try:
+        status_body = json.loads(data)
+        if isinstance(status_body, dict) and status_body.get("message"):
+            message = str(status_body["message"])  # the API server's own words
+    except ValueError:
+        pass
+    if status == 401:
+        return InputError(
+            f"{action}: the API server rejected the credentials (401 Unauthorized)",
+            file=where,
+            hint="the token or client certificate is missing, wrong or expired: log in "
+            "again (e.g. aws eks update-kubeconfig) or check the service account",
+        )
+    if status == 403:
+        return InputError(f"{action}: forbidden (403): {message}", file=where, hint=forbidden_hint)
+    if status == 404:
+        return InputError(f"{action}: not found (404): {message}", file=where, hint=missing_hint)
+    return InputError(
+        f"{action}: the API server answered {status}: {message}",
+        file=where,
+        hint="run again; if it persists, check the API server's health; nothing was changed",
+    )
+
+
+# --- writing: server-side apply of the objects nsgsync owns in the cluster ---
+
+
+@dataclass(frozen=True)
+class _Target:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespace: str
+    name: str
+
+
+def _target(doc: Mapping[str, Any]) -> _Target:
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+    name, namespace = meta.get("name"), meta.get("namespace")
+    obj = f"{kind} {namespace}/{name}"
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        raise InputError(
+            "an object to apply needs kind and apiVersion", obj=obj, hint=_GENERATED_HINT
+        )
+    group, _, version = api_version.rpartition("/")
+    plural = _WRITABLE.get((group, kind))
+    if plural is None:
+        known = ", ".join(f"{k} ({g})" for g, k in sorted(_WRITABLE))
+        raise InputError(
+            f"nsgsync does not apply {kind} ({api_version}) to a cluster",
+            obj=obj,
+            hint=f"it writes only: {known}",
+        )
+    for field, value in (("metadata.name", name), ("metadata.namespace", namespace)):
+        if not isinstance(value, str) or not value:
+            raise InputError(
+                f"{field} is required to apply it", obj=obj, field=field, hint=_GENERATED_HINT
+            )
+    assert isinstance(name, str) and isinstance(namespace, str)
+    return _Target(group, version, plural, kind, namespace, name)
+
+
+def apply_objects(
+    api_client: kubernetes.client.ApiClient, docs: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Server-side apply each manifest (field manager "nsgsync", conflicts forced).
+
+    Returns one kubectl-like line per object: `<kind>.<group>/<name> created|configured`.
+    Forcing is right here: nsgsync owns these objects, and a hand edit is drift to revert.
+    """
+    client: Any = api_client  # its methods are untyped: keep that inside this module
+    where = f"cluster:{client.configuration.host}"
+    # Check every object before writing any, so a bad one does not leave half a batch.
+    targets = [_target(doc) for doc in docs]
+    lines: list[str] = []
+    for doc, t in zip(docs, targets, strict=True):
+        resource = f"{t.plural}.{t.group}"
+        prefix = "/api" if not t.group else f"/apis/{t.group}"
+        status, _ = _send(
+            client,
+            "PATCH",
+            f"{prefix}/{t.version}/namespaces/{{namespace}}/{t.plural}/{{name}}",
+            path_params={"namespace": t.namespace, "name": t.name},
+            query=[("fieldManager", FIELD_MANAGER), ("force", True)],
+            body=doc,
+            content_type=APPLY_PATCH,
+            action=f"cannot apply {t.kind} {t.namespace}/{t.name}",
+            where=where,
+            forbidden_hint=f"nsgsync needs get/list/create/patch on {resource} "
+            "(see deploy/rbac.yaml)",
+            missing_hint=f"the API server does not serve {resource}/{t.version}: is its "
+            "CustomResourceDefinition installed? (EKS: security groups for pods, "
+            "ENABLE_POD_ENI=true on the VPC CNI)",
+        )
+        verb = "created" if status == 201 else "configured"
+        lines.append(f"{t.kind.lower()}.{t.group}/{t.name} {verb} (namespace {t.namespace})")
+    return lines
+
+
+def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:
+    """Files and cluster read together.
+
+    A policy in both is normal (manifests checked out from the repository the cluster is
+    fed from), not the mistake a duplicate between two files is; the files' version wins,
+    since files given beside the cluster are a change being previewed. Namespaces and pods
+    are facts of the cluster, so the cluster's win.
+    """
+    policies = {p.ref: p for p in cluster.policies} | {p.ref: p for p in files.policies}
+    namespaces = dict(files.namespaces) | dict(cluster.namespaces)
+    pods = {(p.namespace, p.kind, p.name): p for p in (*files.pods, *cluster.pods)}
+    return Inventory.build(policies.values(), namespaces, pods.values())

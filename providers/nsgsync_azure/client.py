@@ -1,0 +1,465 @@
+"""The ARM side: read what nsgsync owns, settle priorities against the cloud, apply a plan.
+
+Ownership: an NSG is nsgsync's when it carries the cluster and segment tags in the
+topology's resource group; in it, and in an existing NSG named by `nsgName`, a rule is
+nsgsync's when its priority lies in the band and its name starts with `nsgsync-`. Every
+other rule and NSG is read only to stay clear of it (its priority, its name) and is never
+changed. A hand-made rule that looks like nsgsync's is drift, reverted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.polling import LROPoller
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule, Subnet, TagsObject
+
+from nsgsync.errors import LimitError, ProviderError
+from nsgsync.model import Topology
+from nsgsync.plan import Change, Op, Plan, Resource
+from nsgsync.provider import Progress
+from nsgsync_azure.config import SUBNET_ID, AzureConfig, Settings, load
+from nsgsync_azure.priorities import Group, assign, group_of
+from nsgsync_azure.render import (
+    ASSOCIATION,
+    CLUSTER_TAG,
+    MAX_RULES_PER_NSG,
+    NSG,
+    PREFIX,
+    RULE,
+    RULE_FIELDS,
+    SEGMENT_TAG,
+    association_body,
+    association_key,
+    nsg_key,
+    rule_key,
+    sort_ports,
+    sort_prefixes,
+)
+
+T = TypeVar("T")
+
+_HINT = (
+    "check the credentials and the role in docs/azure.md; a run that stopped midway is "
+    "completed by the next apply"
+)
+_RULE_SEGMENT = re.compile(
+    r"^nsgsync-(?P<segment>[a-z0-9-]+)-(?:in|out)-(?:default|[0-9a-f]{10}(?:-\d+)?)$"
+)
+_PLURALS = {"sourceAddressPrefixes", "destinationAddressPrefixes"}
+_PORT_PLURALS = {"sourcePortRanges", "destinationPortRanges"}
+
+
+def make_client(config: AzureConfig) -> NetworkManagementClient:
+    """A client that finds credentials itself (environment, workload identity, az login)."""
+    from azure.identity import DefaultAzureCredential  # only when talking to Azure for real
+
+    # azure-core's RetryPolicy retries 408/429/5xx and honours Retry-After; give ARM's
+    # per-subscription throttling room to recover before an apply gives up.
+    return NetworkManagementClient(
+        DefaultAzureCredential(),
+        config.subscription_id,
+        retry_total=10,
+        retry_backoff_factor=1.0,
+        retry_backoff_max=60,
+    )
+
+
+def _message(exc: AzureError) -> str:
+    if isinstance(exc, HttpResponseError):
+        code = exc.error.code if exc.error is not None else None
+        text = exc.error.message if exc.error is not None else exc.message
+        return f"{exc.status_code} {code or exc.reason}: {text}"
+    return str(exc.message)
+
+
+def _rule_body(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A rule as ARM reports it, in render's canonical form (empty plurals dropped, sorted)."""
+    props = doc.get("properties") or {}
+    out: dict[str, Any] = {}
+    for field in RULE_FIELDS:
+        value = props.get(field)
+        if value is None or value == []:
+            continue
+        if field in _PLURALS:
+            value = sort_prefixes(value)
+        elif field in _PORT_PLURALS:
+            value = sort_ports(value)
+        out[field] = value
+    # nsgsync's rule names are lower case and ARM's ignore case: a name that differs only in
+    # case is the same rule, not a change that a PUT (which keeps the old spelling) never fixes.
+    return {"name": str(doc["name"]).lower(), "properties": out}
+
+
+def _subnet_parts(subnet_id: str) -> tuple[str, str, str]:
+    found = SUBNET_ID.match(subnet_id)
+    if found is None:
+        raise ProviderError(f"{subnet_id} is not a subnet resource id")
+    return found["rg"], found["vnet"], found["subnet"]
+
+
+class AzureConnection:
+    def __init__(self, topology: Topology, client: NetworkManagementClient) -> None:
+        self.topology = topology
+        self.settings: Settings = load(topology)
+        self.config = self.settings.config
+        self.client = client
+        self.cluster = topology.cluster
+        self.group = self.config.resource_group
+        # Filled by read(): what nsgsync must stay clear of.
+        self.foreign: dict[Group, set[int]] = defaultdict(set)  # in-band priorities
+        self.foreign_names: dict[str, set[str]] = defaultdict(set)  # NSG -> rule names
+        self.foreign_count: Counter[str] = Counter()
+        self.unowned_nsgs: set[str] = set()  # lower names of others' NSGs in the group
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except AzureError as exc:
+            raise ProviderError(f"Azure {what} failed: {_message(exc)}", hint=_HINT) from None
+
+    def _wait(self, what: str, start: Callable[[], LROPoller[Any]]) -> None:
+        self._call(what, lambda: start().result())
+
+    # --- read ---
+
+    def read(self) -> list[Resource]:
+        self.foreign.clear()
+        self.foreign_names.clear()
+        self.foreign_count.clear()
+        self.unowned_nsgs.clear()
+        settings = self.settings
+        out: list[Resource] = []
+        listed = self._call(
+            f"listing NSGs in {self.group}",
+            lambda: [n.as_dict() for n in self.client.network_security_groups.list(self.group)],
+        )
+        ours: dict[str, str] = {}  # lower id -> canonical id, of NSGs nsgsync writes into
+        found: set[str] = set()
+        for doc in listed:
+            name = str(doc["name"])
+            placement = settings.placement_named(name)
+            external = placement is not None and not placement.owned
+            tags = doc.get("tags") or {}
+            segment = placement.segment if placement and external else tags.get(SEGMENT_TAG)
+            owned = not external and tags.get(CLUSTER_TAG) == self.cluster and bool(segment)
+            if not owned and not external:
+                self.unowned_nsgs.add(name.lower())
+                continue
+            found.add(name.lower())
+            canonical = settings.nsg_id(placement.name if placement is not None else name)
+            ours[str(doc.get("id", canonical)).lower()] = canonical
+            props = doc.get("properties") or {}
+            if owned:
+                body = {
+                    # ARM names ignore case: report the name as nsgsync spells it.
+                    "name": placement.name if placement is not None else name,
+                    "location": doc.get("location", ""),
+                    "tags": {k: v for k, v in sorted(tags.items()) if k.startswith("nsgsync.io/")},
+                }
+                out.append(Resource(NSG, nsg_key(name), body, segment, doc.get("id")))
+                # Subnets outside the topology that still use this NSG: associations to undo
+                # (an NSG in use cannot be deleted).
+                for ref in props.get("subnets") or []:
+                    sid = str(ref.get("id", ""))
+                    if sid and not self._in_topology(sid):
+                        assoc = association_body(sid, canonical)
+                        out.append(Resource(ASSOCIATION, association_key(sid), assoc, segment, sid))
+            out += self._rules(name, props.get("securityRules") or [], segment)
+        for placement in settings.placements:
+            if not placement.owned and placement.name.lower() not in found:
+                raise ProviderError(
+                    f"NSG {placement.name} (azure.nsgName of segment {placement.segment}) does "
+                    f"not exist in resource group {self.group}",
+                    hint="create it first (nsgsync never creates an NSG named by nsgName), or "
+                    "drop nsgName to let nsgsync create and own one",
+                )
+        out += self._associations(ours)
+        return out
+
+    def _in_topology(self, subnet_id: str) -> bool:
+        return any(
+            s.lower() == subnet_id.lower() for p in self.settings.placements for s in p.subnets
+        )
+
+    def _rules(
+        self, nsg: str, rules: Iterable[Mapping[str, Any]], segment: str | None
+    ) -> list[Resource]:
+        lo, hi = self.config.priority_band
+        out = []
+        for doc in rules:
+            props = doc.get("properties") or {}
+            name = str(doc.get("name", ""))
+            priority = props.get("priority")
+            direction = str(props.get("direction", ""))
+            in_band = isinstance(priority, int) and lo <= priority <= hi
+            if in_band and name.lower().startswith(PREFIX):
+                matched = _RULE_SEGMENT.match(name.lower())
+                out.append(
+                    Resource(
+                        RULE,
+                        rule_key(nsg, name),
+                        _rule_body(doc),
+                        matched["segment"] if matched else segment,
+                        doc.get("id"),
+                    )
+                )
+                continue
+            self.foreign_names[nsg.lower()].add(name.lower())
+            self.foreign_count[nsg.lower()] += 1
+            if in_band:
+                assert isinstance(priority, int)
+                self.foreign[(nsg.lower(), direction)].add(priority)
+        return out
+
+    def _read_subnet(self, subnet_id: str) -> Subnet:
+        rg, vnet, name = _subnet_parts(subnet_id)
+        return self._call(
+            f"reading subnet {subnet_id}", lambda: self.client.subnets.get(rg, vnet, name)
+        )
+
+    def _associations(self, ours: Mapping[str, str]) -> list[Resource]:
+        out = []
+        for placement in self.settings.placements:
+            want = self.settings.nsg_id(placement.name)
+            for subnet_id in placement.subnets:
+                doc = self._read_subnet(subnet_id).as_dict()
+                ref = ((doc.get("properties") or {}).get("networkSecurityGroup") or {}).get("id")
+                if not ref:
+                    continue
+                current = ours.get(str(ref).lower())
+                if current is None and str(ref).lower() == want.lower():
+                    current = want
+                segment = next(
+                    s
+                    for s in placement.segments
+                    if (self.settings.segments[s].subnet_id or "").lower() == subnet_id.lower()
+                )
+                if current is None:
+                    raise ProviderError(
+                        f"subnet {subnet_id} of segment {segment} is associated with NSG {ref}, "
+                        "which nsgsync does not manage; nsgsync does not replace it",
+                        hint=f"set azure.nsgName of segment {segment} to that NSG's name (if it "
+                        f"is in {self.group}) to keep nsgsync's rules in it, or remove the "
+                        "association by hand",
+                    )
+                out.append(
+                    Resource(
+                        ASSOCIATION,
+                        association_key(subnet_id),
+                        association_body(subnet_id, current),
+                        segment,
+                        str(doc.get("id", subnet_id)),
+                    )
+                )
+        return out
+
+    # --- bind: names and priorities against what is there ---
+
+    def bind(self, desired: Sequence[Resource], actual: Sequence[Resource]) -> list[Resource]:
+        for r in desired:
+            if r.type == NSG and r.body["name"].lower() in self.unowned_nsgs:
+                raise ProviderError(
+                    f"NSG {r.body['name']} exists in {self.group} without nsgsync's tags "
+                    f"({CLUSTER_TAG}={self.cluster}); nsgsync does not take it over",
+                    hint="delete or rename it, or name it in azure.nsgName to keep nsgsync's "
+                    "rules in it",
+                )
+            if r.type == RULE:
+                nsg = r.key.split("/")[1]
+                if r.body["name"].lower() in self.foreign_names.get(nsg, set()):
+                    raise ProviderError(
+                        f"NSG {nsg} has a rule named {r.body['name']} outside nsgsync's "
+                        "priority band; nsgsync does not overwrite it",
+                        hint="rename that rule (the prefix nsgsync- marks nsgsync's rules)",
+                    )
+        wanted = Counter(r.key.split("/")[1] for r in desired if r.type == RULE)
+        for nsg, n in sorted(wanted.items()):
+            if n + self.foreign_count[nsg] > MAX_RULES_PER_NSG:
+                raise LimitError(
+                    f"NSG {nsg} would hold {n} rules of nsgsync's and {self.foreign_count[nsg]} "
+                    f"others, over Azure's limit of {MAX_RULES_PER_NSG}; nothing was applied",
+                    hint="give the segments fewer, larger CIDRs, or remove rules nsgsync does "
+                    "not own from the NSG",
+                )
+        rules = [r for r in desired if r.type == RULE]
+        held = [r for r in actual if r.type == RULE]
+        occupied: dict[Group, set[int]] = defaultdict(set)
+        for r in held:
+            occupied[group_of(r)].add(int(r.body["properties"]["priority"]))
+        current = {r.key: int(r.body["properties"]["priority"]) for r in held}
+        placed = assign(
+            rules,
+            self.config.priority_band,
+            foreign=self.foreign,
+            occupied=occupied,
+            current=current,
+        )
+        return [r for r in desired if r.type != RULE] + placed
+
+    # --- apply: NSGs, new rules, changed rules, associations, removals ---
+
+    def apply(self, plan: Plan, *, progress: Progress) -> None:
+        by_op: dict[tuple[Op, str], list[Change]] = defaultdict(list)
+        for c in plan.changes:
+            by_op[(c.op, c.resource.type)].append(c)
+        new_rules = by_op[(Op.ADD, RULE)]
+        created: set[str] = set()
+        for c in by_op[(Op.ADD, NSG)]:
+            created.add(self._create_nsg(c, new_rules, progress))
+        for c in by_op[(Op.CHANGE, NSG)]:
+            self._retag(c, progress)
+        for c in new_rules:
+            if c.key.split("/")[1] not in created:
+                self._put_rule(c, "+ creating", progress)
+        for c in by_op[(Op.CHANGE, RULE)]:
+            self._put_rule(c, "~ updating", progress)
+        for c in by_op[(Op.ADD, ASSOCIATION)] + by_op[(Op.CHANGE, ASSOCIATION)]:
+            self._associate(c, progress)
+        # Rules of an NSG about to be deleted go with it.
+        leaving = {c.key.split("/")[1] for c in by_op[(Op.DESTROY, NSG)]}
+        for c in by_op[(Op.DESTROY, RULE)]:
+            if c.key.split("/")[1] not in leaving:
+                self._delete_rule(c, progress)
+        for c in by_op[(Op.DESTROY, ASSOCIATION)]:
+            self._dissociate(c, progress)
+        for c in by_op[(Op.DESTROY, NSG)]:
+            assert c.old is not None
+            name = str(c.old.body["name"])
+            progress(f"- deleting NSG {name}")
+            self._delete_nsg(name)
+
+    def _delete_nsg(self, name: str) -> None:
+        self._wait(
+            f"deleting NSG {name}",
+            lambda: self.client.network_security_groups.begin_delete(self.group, name),
+        )
+
+    def _create_nsg(self, c: Change, new_rules: Sequence[Change], progress: Progress) -> str:
+        """Create an NSG with its new rules in one PUT (ARM takes them inline)."""
+        assert c.new is not None
+        name = str(c.new.body["name"])
+        nsg = name.lower()
+        inline = [
+            dict(r.new.body) for r in new_rules if r.new is not None and r.key.split("/")[1] == nsg
+        ]
+        progress(f"+ creating NSG {name} with {len(inline)} rule(s)")
+        body = NetworkSecurityGroup(
+            {
+                "location": c.new.body["location"],
+                "tags": dict(c.new.body["tags"]),
+                "properties": {"securityRules": inline},
+            }
+        )
+        # If-None-Match: a PUT replaces an NSG with all its rules, so never onto one that
+        # appeared since the plan was made.
+        self._wait(
+            f"creating NSG {name}",
+            lambda: self.client.network_security_groups.begin_create_or_update(
+                self.group, name, body, headers={"If-None-Match": "*"}
+            ),
+        )
+        return nsg
+
+    def _retag(self, c: Change, progress: Progress) -> None:
+        assert c.new is not None and c.old is not None
+        name = str(c.new.body["name"])
+        if c.old.body.get("location") != c.new.body.get("location"):
+            raise ProviderError(
+                f"NSG {name} is in {c.old.body.get('location')}, not in "
+                f"azure.location {c.new.body.get('location')}; ARM cannot move an NSG",
+                hint=f"dissociate and delete NSG {name} by hand (it carries nsgsync's tags), "
+                "then apply again",
+            )
+        progress(f"~ retagging NSG {name}")
+        # The tags PATCH replaces all tags: keep those that are not nsgsync's.
+        doc = self._call(
+            f"reading NSG {name}",
+            lambda: self.client.network_security_groups.get(self.group, name).as_dict(),
+        )
+        merged = {
+            k: v for k, v in (doc.get("tags") or {}).items() if not k.startswith("nsgsync.io/")
+        }
+        merged.update(c.new.body["tags"])
+        self._call(
+            f"tagging NSG {name}",
+            lambda: self.client.network_security_groups.update_tags(
+                self.group, name, TagsObject(tags=merged)
+            ),
+        )
+
+    def _put_rule(self, c: Change, verb: str, progress: Progress) -> None:
+        assert c.new is not None
+        nsg = c.key.split("/")[1]
+        name = str(c.new.body["name"])
+        props = c.new.body["properties"]
+        progress(f"{verb} rule {name} ({props['direction']} {props['priority']}) in NSG {nsg}")
+        rule = SecurityRule(dict(c.new.body))
+        self._wait(
+            f"writing rule {name} in NSG {nsg}",
+            lambda: self.client.security_rules.begin_create_or_update(self.group, nsg, name, rule),
+        )
+
+    def _delete_rule(self, c: Change, progress: Progress) -> None:
+        assert c.old is not None
+        nsg = c.key.split("/")[1]
+        name = str(c.old.body["name"])
+        progress(f"- deleting rule {name} in NSG {nsg}")
+        self._wait(
+            f"deleting rule {name} in NSG {nsg}",
+            lambda: self.client.security_rules.begin_delete(self.group, nsg, name),
+        )
+
+    def _write_subnet(
+        self, subnet_id: str, what: str, change: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        """Read the subnet, change its document, write it back: a subnet PUT replaces it."""
+        rg, vnet, name = _subnet_parts(subnet_id)
+        doc = self._read_subnet(subnet_id).as_dict()
+        if not change(doc):
+            return
+        etag = doc.get("etag")
+        headers = {"If-Match": str(etag)} if etag else {}
+        self._wait(
+            f"{what} subnet {subnet_id}",
+            lambda: self.client.subnets.begin_create_or_update(
+                rg, vnet, name, Subnet(doc), headers=headers
+            ),
+        )
+
+    def _associate(self, c: Change, progress: Progress) -> None:
+        assert c.new is not None
+        subnet_id = str(c.new.body["id"])
+        nsg_id = str(c.new.body["properties"]["networkSecurityGroup"]["id"])
+        _, vnet, name = _subnet_parts(subnet_id)
+        progress(f"~ associating subnet {vnet}/{name} with NSG {nsg_id.rsplit('/', 1)[-1]}")
+
+        def point(doc: dict[str, Any]) -> bool:
+            props = doc.setdefault("properties", {})
+            props["networkSecurityGroup"] = {"id": nsg_id}
+            return True
+
+        self._write_subnet(subnet_id, "associating", point)
+
+    def _dissociate(self, c: Change, progress: Progress) -> None:
+        assert c.old is not None
+        subnet_id = str(c.old.body["id"])
+        nsg_id = str(c.old.body["properties"]["networkSecurityGroup"]["id"])
+        _, vnet, name = _subnet_parts(subnet_id)
+        progress(f"- dissociating subnet {vnet}/{name} from NSG {nsg_id.rsplit('/', 1)[-1]}")
+
+        def drop(doc: dict[str, Any]) -> bool:
+            props = doc.get("properties") or {}
+            ref = (props.get("networkSecurityGroup") or {}).get("id", "")
+            # Someone pointed it elsewhere since the plan: that association is not ours.
+            if str(ref).lower() != nsg_id.lower():
+                return False
+            del props["networkSecurityGroup"]
+            return True
+
+        self._write_subnet(subnet_id, "dissociating", drop)

@@ -1,0 +1,60 @@
+"""How groups reach pods: SecurityGroupPolicy objects, applied with --apply-attachments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nsgsync.cli.main import main
+from nsgsync.sources import load_manifests, load_topology
+from nsgsync_aws.attach import security_group_policies
+from tests.aws.conftest import Ec2
+from tests.aws.test_aws_cli import args
+from tests.fakes.kube_api import KubeApi
+from tests.test_cluster_source import TOKEN, write_kubeconfig
+
+EXAMPLE = Path(__file__).parent.parent.parent / "config/example"
+
+
+def test_later_segments_exclude_earlier_ones() -> None:
+    topology = load_topology(EXAMPLE / "topology.yaml")
+    inventory = load_manifests([EXAMPLE / "cluster"])
+    docs, findings = security_group_policies(topology, inventory.namespaces, {})
+    other = next(d for d in docs if d["metadata"]["name"] == "nsgsync-shop-other")
+    # shop-other is "the rest of shop": pods of the three tier segments are not its pods
+    assert other["spec"]["podSelector"] == {
+        "matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["frontend"]},
+            {"key": "tier", "operator": "NotIn", "values": ["backend"]},
+            {"key": "tier", "operator": "NotIn", "values": ["db"]},
+        ]
+    }
+    # the catch-all segment has one object per namespace it covers
+    rest = sorted(
+        d["metadata"]["namespace"] for d in docs if d["metadata"]["name"] == "nsgsync-rest"
+    )
+    # (monitoring and shop are taken whole by earlier segments: no object there)
+    assert rest == ["kube-system"]
+    assert findings == []
+
+
+def test_apply_attachments_gives_each_segment_its_group(
+    ec2: Ec2,
+    topology_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with KubeApi(token=TOKEN) as api:
+        kubeconfig = write_kubeconfig(tmp_path, api)
+        argv = ["apply", *args(topology_file, "--auto-approve", "--apply-attachments")]
+        assert main([*argv, "--kubeconfig", str(kubeconfig)]) == 0
+        out = capsys.readouterr().out
+        assert "securitygrouppolicy.vpcresources.k8s.aws/nsgsync-shop-db created" in out
+        sgp = api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db")
+    assert sgp is not None
+    groups = ec2.client.describe_security_groups(
+        Filters=[{"Name": "tag:nsgsync.io/segment", "Values": ["shop-db"]}]
+    )["SecurityGroups"]
+    assert sgp["spec"]["securityGroups"]["groupIds"] == [groups[0]["GroupId"]]
+    assert sgp["spec"]["podSelector"] == {"matchLabels": {"tier": "db"}}
