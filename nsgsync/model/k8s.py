@@ -103,15 +103,18 @@ class LabelSelector(BaseModel):
         return not self.match_labels and not self.match_expressions
 
     def key(self) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
-        """A hashable canonical form, equal for selectors that say the same thing."""
-        return tuple(
-            sorted(
-                {
-                    (r.key, r.operator.value, tuple(sorted(set(r.values))))
-                    for r in self.requirements()
-                }
-            )
+        """A hashable canonical form, equal for selectors that say the same thing.
+
+        (key, operator, sorted distinct values), sorted and deduplicated; built from the
+        fields directly, since the compiler asks for it very often.
+        """
+        items: set[tuple[str, str, tuple[str, ...]]] = {
+            (k, Operator.IN.value, (v,)) for k, v in self.match_labels.items()
+        }
+        items.update(
+            (r.key, r.operator.value, tuple(sorted(set(r.values)))) for r in self.match_expressions
         )
+        return tuple(sorted(items))
 
     def describe(self) -> str:
         if self.is_empty():

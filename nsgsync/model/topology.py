@@ -7,6 +7,7 @@ raw mappings here and validated by the provider in use, so the core knows no clo
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -120,7 +121,7 @@ class Topology(BaseModel):
     def _segments_fit(self) -> Topology:
         pods = AddressSet.from_cidrs(self.pod_cidrs)
         seen: dict[str, int] = {}
-        taken: list[tuple[str, AddressSet]] = []
+        spans: list[tuple[int, int, int, int]] = []  # (family, first, last, segment index)
         for i, seg in enumerate(self.segments):
             if seg.name in seen:
                 raise ValueError(
@@ -134,13 +135,20 @@ class Topology(BaseModel):
                 raise ValueError(
                     f"segments[{i}] ({seg.name}): cidrs reach outside podCIDRs ({outside})"
                 )
-            for other, other_addrs in taken:
-                if addrs & other_addrs:
-                    both = ", ".join((addrs & other_addrs).cidrs()[:3])
-                    raise ValueError(
-                        f"segments[{i}] ({seg.name}): cidrs overlap segment {other!r} ({both})"
-                    )
-            taken.append((seg.name, addrs))
+            spans += [(4, lo, hi, i) for lo, hi in addrs.v4] + [
+                (6, lo, hi, i) for lo, hi in addrs.v6
+            ]
+        # Sorted by start, two segments overlap only if some span starts before the
+        # previous one ends: one pass instead of comparing every pair.
+        spans.sort()
+        for (fam_a, _, end_a, a), (fam_b, start_b, _, b) in itertools.pairwise(spans):
+            if fam_a == fam_b and start_b <= end_a and a != b:
+                first, second = sorted((a, b))
+                one, two = self.segments[first], self.segments[second]
+                both = ", ".join((one.addresses & two.addresses).cidrs()[:3])
+                raise ValueError(
+                    f"segments[{second}] ({two.name}): cidrs overlap segment {one.name!r} ({both})"
+                )
         return self
 
     @property

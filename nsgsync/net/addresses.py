@@ -14,7 +14,6 @@ from functools import lru_cache
 Interval = tuple[int, int]  # inclusive [lo, hi]
 
 
-
 def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
     out: list[Interval] = []
     for lo, hi in sorted(intervals):
@@ -130,9 +129,12 @@ class AddressSet:
     @classmethod
     def union_all(cls, sets: Iterable[AddressSet]) -> AddressSet:
         """The union of many sets with one merge, not one merge per set."""
+        items = list(sets)
+        if len(items) == 1:
+            return items[0]  # already normalized, and immutable
         v4: list[Interval] = []
         v6: list[Interval] = []
-        for item in sets:
+        for item in items:
             v4 += item.v4
             v6 += item.v6
         return cls(_normalize(v4), _normalize(v6))
@@ -157,6 +159,10 @@ class AddressSet:
         return AddressSet(_normalize(self.v4 + other.v4), _normalize(self.v6 + other.v6))
 
     def __and__(self, other: AddressSet) -> AddressSet:
+        # Most pairs asked about are disjoint (segment against segment): answer those
+        # from the bounds alone, with the one shared empty set.
+        if not (_overlap(self.v4, other.v4) or _overlap(self.v6, other.v6)):
+            return _EMPTY
         return AddressSet(_intersect(self.v4, other.v4), _intersect(self.v6, other.v6))
 
     def overlaps(self, other: AddressSet) -> bool:
@@ -187,3 +193,6 @@ class AddressSet:
         if self.v6:
             return str(ipaddress.IPv6Address(self.v6[0][0]))
         return None
+
+
+_EMPTY = AddressSet()
