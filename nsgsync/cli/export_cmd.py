@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from nsgsync.cli.common import add_input_options, progress, read_inputs
 from nsgsync.engine import make_plan
 from nsgsync.errors import InputError
 from nsgsync.intent import API_VERSION, Finding, Intent
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Op, Resource
-from nsgsync.provider import Connection, Provider, load_provider
+from nsgsync.provider import Attaching, Connection, Provider, load_provider
 from nsgsync.terraform import (
     DEFAULT_OPTIONS,
     ExportOptions,
@@ -69,6 +71,13 @@ wants, keyed by its stable key, its body in the cloud API's shape. The modules u
 terraform/modules/ read it with jsondecode(file(...)). With --import-existing it also
 holds `existing`: the cloud id of each desired resource that already exists, for import
 blocks (see terraform/examples/aws/imports.tf).
+"""
+
+
+ATTACHMENT_EXAMPLES = """\
+examples:
+  nsgsync export attachments -f manifests/ --topology topology.yaml > sgp.yaml
+  kubectl apply -f sgp.yaml        # or: nsgsync apply ... --apply-attachments
 """
 
 
@@ -126,6 +135,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "already exists, for import blocks",
     )
     js.set_defaults(run=run_json)
+
+    at = formats.add_parser(
+        "attachments",
+        help="print the Kubernetes objects that attach the cloud resources to pods (AWS: "
+        "SecurityGroupPolicy)",
+        description="Print, as YAML, the objects that give each segment's pods its cloud "
+        "resources (AWS: one SecurityGroupPolicy per segment and namespace). Reads the cloud "
+        "for the groups' ids; with --offline they are placeholders.",
+        epilog=ATTACHMENT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_input_options(at)
+    at.add_argument("--offline", action="store_true", help="do not read the cloud")
+    at.set_defaults(run=run_attachments)
 
 
 @dataclass(frozen=True)
@@ -285,4 +308,19 @@ def run_json(args: argparse.Namespace) -> int:
         progress(f"{len(doc['desired'])} resources written to {args.output}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def run_attachments(args: argparse.Namespace) -> int:
+    inputs = read_inputs(args)
+    provider = load_provider(inputs.topology.provider)
+    if not isinstance(provider, Attaching):
+        progress(f"provider {provider.name} attaches without Kubernetes objects; none to print")
+        return 0
+    provider.validate(inputs.topology)
+    actual = () if args.offline else provider.connect(inputs.topology).read()
+    docs, findings = provider.attachments(inputs.topology, inputs.inventory.namespaces, actual)
+    for f in findings:
+        progress(f"warning {f.code}: {f.message}")
+    print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nsgsync.cli.main import main
 from nsgsync.sources import load_manifests, load_topology
@@ -58,3 +59,21 @@ def test_apply_attachments_gives_each_segment_its_group(
     )["SecurityGroups"]
     assert sgp["spec"]["securityGroups"]["groupIds"] == [groups[0]["GroupId"]]
     assert sgp["spec"]["podSelector"] == {"matchLabels": {"tier": "db"}}
+
+
+def test_export_attachments_prints_the_groups_ids(
+    ec2: Ec2, topology_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["apply", *args(topology_file, "--auto-approve")]) == 0
+    capsys.readouterr()
+    assert main(["export", "attachments", *args(topology_file)]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    ids = {
+        g["GroupId"]
+        for g in ec2.client.describe_security_groups(
+            Filters=[{"Name": "tag:nsgsync.io/cluster", "Values": ["demo-eu-1"]}]
+        )["SecurityGroups"]
+    }
+    assert {d["kind"] for d in docs} == {"SecurityGroupPolicy"}
+    assert {d["spec"]["securityGroups"]["groupIds"][0] for d in docs} <= ids
+    assert len(docs) == 6  # five namespaced segments and the catch-all in kube-system
