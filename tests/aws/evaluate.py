@@ -72,17 +72,3 @@ class Groups:
             if not any(self._matches(r, peer, proto, port) for r in rules):
                 return False
         return True
-
-
-def probe_addresses(topology: Topology) -> list[str]:
-    out = []
-    for seg in topology.segments:
-        first = ipaddress.ip_address(seg.addresses.first_address() or "0.0.0.0")
-        out.append(str(first + 7))
-    node = topology.node_addresses.first_address()
-    if node:
-        out.append(str(ipaddress.ip_address(node) + 3))
-    rest = topology.unsegmented_addresses().first_address()
-    if rest:
-        out.append(str(ipaddress.ip_address(rest) + 5))
-    return [*out, "203.0.113.9", "8.8.4.4"]

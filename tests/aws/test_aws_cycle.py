@@ -17,10 +17,8 @@ from nsgsync.provider import load_provider
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from tests.aws.conftest import Ec2
-from tests.aws.evaluate import Groups, probe_addresses
-
-CASES = sorted(p for p in (Path(__file__).parent.parent / "cases").iterdir() if p.is_dir())
-PORTS = [("TCP", 80), ("TCP", 5432), ("TCP", 8080), ("UDP", 53), ("TCP", 9090), ("SCTP", 7)]
+from tests.aws.evaluate import Groups
+from tests.cycle import CASES, EXAMPLE, mismatches, policy_change
 
 
 def with_vpc(topology: Topology, vpc_id: str, **aws: Any) -> Topology:
@@ -44,16 +42,7 @@ def apply(ec2: Ec2, topology: Topology, intent: Intent) -> Plan:
 
 def assert_cloud_matches_intent(ec2: Ec2, topology: Topology, intent: Intent) -> None:
     groups = Groups.read(ec2.client, ec2.vpc_id, topology)
-    addresses = probe_addresses(topology)
-    wrong = [
-        (src, dst, proto, port)
-        for src in addresses
-        for dst in addresses
-        for proto, port in PORTS
-        if src != dst
-        and groups.allows(src, dst, proto, port) != intent.allows(src, dst, proto, port)
-    ]
-    assert wrong == []
+    assert mismatches(groups.allows, topology, intent) == []
 
 
 def load_case(case: Path, vpc_id: str) -> tuple[Topology, Inventory]:
@@ -75,44 +64,16 @@ def test_full_cycle_per_seed_policy_set(ec2: Ec2, case: Path) -> None:
     assert again.empty, [c.key for c in again.changes]
     assert ec2.writes() == 0
 
-    # A change of policy: a segment that is open, or closed to 443 from a documentation
-    # range, gets a policy allowing just that. Only its namespace's rules may change.
-    def changes_with_policy(name: str) -> bool:
-        seg = intent.segment(name)
-        first = str(seg.addresses.first_address())
-        return not seg.ingress.isolated or not intent.allows("192.0.2.1", first, "TCP", 443)
-
-    target = next(s for s in topology.segments if s.namespace and changes_with_policy(s.name))
-    in_namespace = {s.name for s in topology.segments if s.namespace == target.namespace}
-    extra = parse_policy(
-        Document(
-            "<test>",
-            1,
-            {
-                "kind": "NetworkPolicy",
-                "metadata": {"name": "extra", "namespace": target.namespace or "default"},
-                "spec": {
-                    "podSelector": target.pod_selector.model_dump(by_alias=True),
-                    "ingress": [
-                        {"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 443}]}
-                    ],
-                },
-            },
-        )
-    )
-    changed = Inventory.build([*inventory.policies, extra], inventory.namespaces, inventory.pods)
-    intent2 = compile_intent(topology, changed)
+    change = policy_change(topology, intent, inventory)
+    target, intent2 = change.target, change.intent
     step = plan(ec2, topology, intent2)
     assert not step.empty
     assert target.name in {c.resource.segment for c in step.changes}
-    assert {c.resource.segment for c in step.changes} <= in_namespace
+    assert {c.resource.segment for c in step.changes} <= change.namespace_segments
     assert all(c.resource.type == "security-group-rule" for c in step.changes)
     apply(ec2, topology, intent2)
     assert plan(ec2, topology, intent2).empty
     assert_cloud_matches_intent(ec2, topology, intent2)
-
-
-EXAMPLE = Path(__file__).parent.parent.parent / "config/example"
 
 
 def example(ec2: Ec2, **aws: Any) -> tuple[Topology, Intent]:

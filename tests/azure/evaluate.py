@@ -14,8 +14,8 @@ from typing import Any
 
 from azure.mgmt.network import NetworkManagementClient
 
-from nsgsync.model import Topology
 from nsgsync.net import AddressSet
+from tests.cycle import probe_addresses as probe_addresses  # the shared probes
 
 PROTOCOL = {"TCP": "Tcp", "UDP": "Udp"}
 EPHEMERAL = 49152  # the source port of a probe connection
@@ -132,19 +132,3 @@ class Nsgs:
         if into is not None and into.has_nsg:
             return self._decide(into, "Inbound", src, dst, proto, port)
         return True
-
-
-def probe_addresses(topology: Topology) -> list[str]:
-    """As tests/aws/evaluate.py picks them: one per segment, a node, an unsegmented pod
-    address, two outside addresses."""
-    out = []
-    for seg in topology.segments:
-        first = ipaddress.ip_address(seg.addresses.first_address() or "0.0.0.0")
-        out.append(str(first + 7))
-    node = topology.node_addresses.first_address()
-    if node:
-        out.append(str(ipaddress.ip_address(node) + 3))
-    rest = topology.unsegmented_addresses().first_address()
-    if rest:
-        out.append(str(ipaddress.ip_address(rest) + 5))
-    return [*out, "203.0.113.9", "8.8.4.4"]

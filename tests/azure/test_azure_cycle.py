@@ -18,11 +18,8 @@ from nsgsync.provider import load_provider
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from tests.azure.conftest import RG, SUB, VNET, VNET_CIDRS, Arm
-from tests.azure.evaluate import Nsgs, probe_addresses
-
-CASES = sorted(p for p in (Path(__file__).parent.parent / "cases").iterdir() if p.is_dir())
-EXAMPLE = Path(__file__).parent.parent.parent / "config/example"
-PORTS = [("TCP", 80), ("TCP", 5432), ("TCP", 8080), ("UDP", 53), ("TCP", 9090), ("SCTP", 7)]
+from tests.azure.evaluate import Nsgs
+from tests.cycle import CASES, EXAMPLE, mismatches, policy_change
 
 
 def plan(arm: Arm, topology: Topology, intent: Intent) -> Plan:
@@ -41,15 +38,7 @@ def apply(arm: Arm, topology: Topology, intent: Intent) -> Plan:
 
 def assert_cloud_matches_intent(arm: Arm, topology: Topology, intent: Intent) -> None:
     nsgs = Nsgs.read(arm.client, RG, VNET, VNET_CIDRS)
-    addresses = probe_addresses(topology)
-    wrong = [
-        (src, dst, proto, port)
-        for src in addresses
-        for dst in addresses
-        for proto, port in PORTS
-        if src != dst and nsgs.allows(src, dst, proto, port) != intent.allows(src, dst, proto, port)
-    ]
-    assert wrong == []
+    assert mismatches(nsgs.allows, topology, intent) == []
 
 
 def policy(name: str, namespace: str, spec: dict[str, Any]) -> NetworkPolicy:
@@ -81,30 +70,12 @@ def test_full_cycle_per_seed_policy_set(arm: Arm, case: Path) -> None:
     assert again.empty, [c.key for c in again.changes]
     assert arm.fake.writes() == 0
 
-    # A change of policy: a segment that is open, or closed to 443 from a documentation
-    # range, gets a policy allowing just that. Only its namespace's rules may change.
-    def changes_with_policy(name: str) -> bool:
-        seg = intent.segment(name)
-        first = str(seg.addresses.first_address())
-        return not seg.ingress.isolated or not intent.allows("192.0.2.1", first, "TCP", 443)
-
-    target = next(s for s in topology.segments if s.namespace and changes_with_policy(s.name))
-    in_namespace = {s.name for s in topology.segments if s.namespace == target.namespace}
-    extra = policy(
-        "extra",
-        target.namespace or "default",
-        {
-            "podSelector": target.pod_selector.model_dump(by_alias=True),
-            "ingress": [
-                {"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 443}]}
-            ],
-        },
-    )
-    intent2 = compile_intent(topology, with_policies(inventory, extra))
+    change = policy_change(topology, intent, inventory)
+    target, intent2 = change.target, change.intent
     step = plan(arm, topology, intent2)
     assert not step.empty
     assert target.name in {c.resource.segment for c in step.changes}
-    assert {c.resource.segment for c in step.changes} <= in_namespace
+    assert {c.resource.segment for c in step.changes} <= change.namespace_segments
     assert all(c.resource.type == "security-rule" for c in step.changes)
     apply(arm, topology, intent2)
     assert plan(arm, topology, intent2).empty

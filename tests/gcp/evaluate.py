@@ -18,6 +18,7 @@ from typing import Any
 from google.cloud import compute_v1
 
 from nsgsync.model import Topology
+from tests.cycle import probe_addresses as probe_addresses  # the shared probes
 
 PROTOCOL_NUMBERS = {"tcp": "6", "udp": "17", "sctp": "132"}
 
@@ -120,22 +121,3 @@ class Firewalls:
         if self.on_node(src) and not self._verdict("EGRESS", src, dst, proto, port):
             return False
         return not (self.on_node(dst) and not self._verdict("INGRESS", src, dst, proto, port))
-
-
-def probe_addresses(topology: Topology) -> list[str]:
-    """An address inside every segment, a node, an unsegmented pod and the outside."""
-    out = []
-    for seg in topology.segments:
-        for cidr in seg.cidrs:
-            net = ipaddress.ip_network(cidr)
-            out.append(str(net.network_address + 7))
-    node = topology.node_addresses.first_address()
-    if node:
-        out.append(str(ipaddress.ip_address(node) + 3))
-    rest = topology.unsegmented_addresses().first_address()
-    if rest:
-        out.append(str(ipaddress.ip_address(rest) + 5))
-    out += ["203.0.113.9", "8.8.4.4"]
-    if 6 in topology.pod_addresses.families():
-        out += ["2001:db8::9"]
-    return out

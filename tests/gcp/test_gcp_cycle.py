@@ -20,6 +20,7 @@ from nsgsync.plan import Op, Plan
 from nsgsync.provider import load_provider
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
+from tests.cycle import CASES, EXAMPLE, PORTS, mismatches, policy_change, probe_addresses
 from tests.fakes.gcp_compute import ApiError, FakeCompute, make_client
 from tests.gcp.conftest import (
     FAST_RETRY,
@@ -30,11 +31,8 @@ from tests.gcp.conftest import (
     seed_gke_and_user_rules,
     with_gcp,
 )
-from tests.gcp.evaluate import Firewalls, probe_addresses
+from tests.gcp.evaluate import Firewalls
 
-CASES = sorted(p for p in (Path(__file__).parent.parent / "cases").iterdir() if p.is_dir())
-EXAMPLE = Path(__file__).parent.parent.parent / "config/example"
-PORTS = [("TCP", 80), ("TCP", 5432), ("TCP", 8080), ("UDP", 53), ("TCP", 9090), ("SCTP", 7)]
 FIREWALLS = f"/compute/v1/projects/{PROJECT}/global/firewalls"
 
 
@@ -58,21 +56,7 @@ def apply(gcp: Gcp, topology: Topology, intent: Intent) -> Plan:
 
 def assert_cloud_matches_intent(gcp: Gcp, topology: Topology, intent: Intent) -> None:
     firewalls = Firewalls.read(gcp.client, PROJECT, NETWORK, topology, {NODE_TAG})
-    addresses = probe_addresses(topology)
-    wrong = [
-        (src, dst, proto, port)
-        for src in addresses
-        for dst in addresses
-        for proto, port in PORTS
-        if src != dst
-        and same_family(src, dst)
-        and firewalls.allows(src, dst, proto, port) != intent.allows(src, dst, proto, port)
-    ]
-    assert wrong == []
-
-
-def same_family(a: str, b: str) -> bool:
-    return (":" in a) == (":" in b)  # no connection crosses IP families
+    assert mismatches(firewalls.allows, topology, intent) == []
 
 
 def load_case(case: Path) -> tuple[Topology, Inventory]:
@@ -100,37 +84,12 @@ def test_full_cycle_per_seed_policy_set(gcp: Gcp, case: Path) -> None:
     assert again.empty, [c.key for c in again.changes]
     assert gcp.fake.writes() == []
 
-    # A change of policy: a segment that is open, or closed to 443 from a documentation
-    # range, gets a policy allowing just that. Only its namespace's rules may change.
-    def changes_with_policy(name: str) -> bool:
-        seg = intent.segment(name)
-        first = str(seg.addresses.first_address())
-        return not seg.ingress.isolated or not intent.allows("192.0.2.1", first, "TCP", 443)
-
-    target = next(s for s in topology.segments if s.namespace and changes_with_policy(s.name))
-    in_namespace = {s.name for s in topology.segments if s.namespace == target.namespace}
-    extra = parse_policy(
-        Document(
-            "<test>",
-            1,
-            {
-                "kind": "NetworkPolicy",
-                "metadata": {"name": "extra", "namespace": target.namespace or "default"},
-                "spec": {
-                    "podSelector": target.pod_selector.model_dump(by_alias=True),
-                    "ingress": [
-                        {"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 443}]}
-                    ],
-                },
-            },
-        )
-    )
-    changed = Inventory.build([*inventory.policies, extra], inventory.namespaces, inventory.pods)
-    intent2 = compile_intent(topology, changed)
+    change = policy_change(topology, intent, inventory)
+    target, intent2 = change.target, change.intent
     step = plan(gcp, topology, intent2)
     assert not step.empty
     assert target.name in {c.resource.segment for c in step.changes}
-    assert {c.resource.segment for c in step.changes} <= in_namespace
+    assert {c.resource.segment for c in step.changes} <= change.namespace_segments
     assert all(c.resource.type == "firewall" for c in step.changes)
     # Ingress only changed: no egress rule is touched.
     assert all(c.resource.body["direction"] == "INGRESS" for c in step.changes)

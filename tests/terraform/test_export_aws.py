@@ -37,7 +37,7 @@ from nsgsync.terraform import (
 from nsgsync.terraform.hcl import is_identifier
 from nsgsync_aws.terraform import renderer
 from tests.aws.conftest import Ec2
-from tests.aws.evaluate import probe_addresses
+from tests.cycle import probe_addresses
 from tests.terraform.evaluate_hcl import GROUP, RULES, Parsed, groups_from_hcl, rule_dict, unquote
 from tests.terraform.fmtcheck import problems
 

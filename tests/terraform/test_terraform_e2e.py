@@ -25,7 +25,8 @@ from nsgsync.model import Topology
 from nsgsync.provider import load_provider
 from nsgsync.sources import load_manifests, load_topology
 from tests.aws.conftest import REGION, Ec2
-from tests.aws.evaluate import Groups, probe_addresses
+from tests.aws.evaluate import Groups
+from tests.cycle import probe_addresses
 from tests.terraform.test_export_aws import EXAMPLE, PORTS, ROOT, export, with_aws
 
 MIRROR = Path(os.environ.get("NSGSYNC_TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
