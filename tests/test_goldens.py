@@ -24,6 +24,25 @@ def check_golden(path: Path, actual: str, update: bool) -> None:
     assert actual == path.read_text(), f"{path} differs; if intended, run with --update-goldens"
 
 
+def check_golden_folder(folder: Path, texts: dict[str, str], update: bool) -> None:
+    """Like check_golden, for a folder of generated files (name -> text)."""
+    if update or not folder.exists():
+        folder.mkdir(exist_ok=True)
+        for stale in {p.name for p in folder.iterdir()} - set(texts):
+            (folder / stale).unlink()
+        for name, text in texts.items():
+            (folder / name).write_text(text)
+        if not update:
+            pytest.fail(f"{folder} did not exist; written now, review and commit it")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(texts), (
+        f"{folder} holds other files; if intended, run with --update-goldens"
+    )
+    for name, text in texts.items():
+        assert (folder / name).read_text() == text, (
+            f"{folder / name} differs; if intended, run with --update-goldens"
+        )
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_intent_golden(case: Path, update_goldens: bool) -> None:
     topology = load_topology(case / "topology.yaml")

@@ -47,6 +47,7 @@ from tests.terraform.evaluate_hcl_azure import (
     parse,
 )
 from tests.terraform.fmtcheck import problems
+from tests.test_goldens import check_golden_folder
 
 ROOT = Path(__file__).parent.parent.parent
 CASES = sorted(p for p in (ROOT / "tests/cases").iterdir() if p.is_dir())
@@ -106,23 +107,7 @@ def example() -> tuple[Topology, Intent, TerraformExport]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_terraform_golden(case: Path, update_goldens: bool) -> None:
-    folder = case / GOLDEN
-    texts = case_export(case)[2].texts
-    if update_goldens or not folder.exists():
-        folder.mkdir(exist_ok=True)
-        for stale in {p.name for p in folder.glob("*.tf")} - set(texts):
-            (folder / stale).unlink()
-        for name, text in texts.items():
-            (folder / name).write_text(text)
-        if not update_goldens:
-            pytest.fail(f"{folder} did not exist; written now, review and commit it")
-    assert sorted(p.name for p in folder.glob("*.tf")) == sorted(texts), (
-        f"{folder} holds other files; if intended, run with --update-goldens"
-    )
-    for name, text in texts.items():
-        assert (folder / name).read_text() == text, (
-            f"{folder / name} differs; if intended, run with --update-goldens"
-        )
+    check_golden_folder(case / GOLDEN, case_export(case)[2].texts, update_goldens)
 
 
 # --- every file parses, is formatted, and refers only to what exists ---
