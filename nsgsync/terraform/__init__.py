@@ -20,7 +20,17 @@ from typing import Protocol, runtime_checkable
 from nsgsync.errors import InputError, ProviderError
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.terraform.hcl import Attribute, Block, BodyItem, Comment, Reference, String, render
+from nsgsync.terraform.hcl import (
+    Attribute,
+    BlankLine,
+    Block,
+    BodyItem,
+    Comment,
+    ObjectExpr,
+    Reference,
+    String,
+    render,
+)
 
 GROUP = "nsgsync.terraform"
 
@@ -97,6 +107,36 @@ def load_renderer(name: str) -> TerraformRenderer:
 def header(*lines: str) -> Comment:
     """The comment every generated file starts with: the marker, then `lines`."""
     return Comment("\n".join([MARKER[2:] + "; do not edit by hand.", *lines]))
+
+
+# import blocks need Terraform 1.5
+TERRAFORM_VERSION = ">= 1.5.0"
+
+
+def versions_file(provider: str, source: str, version: str) -> list[BodyItem]:
+    """versions.tf: the Terraform and provider versions the generated code needs."""
+    return [
+        header(),
+        BlankLine(),
+        Block(
+            "terraform",
+            (),
+            [
+                Comment("import blocks need Terraform 1.5"),
+                Attribute("required_version", String(TERRAFORM_VERSION)),
+                Block(
+                    "required_providers",
+                    (),
+                    [
+                        Attribute(
+                            provider,
+                            ObjectExpr([("source", String(source)), ("version", String(version))]),
+                        )
+                    ],
+                ),
+            ],
+        ),
+    ]
 
 
 def import_block(address: str, import_id: str) -> Block:

@@ -22,7 +22,7 @@ from typing import Any
 
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block
+from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block, versions_file
 from nsgsync.terraform.hcl import (
     Attribute,
     BlankLine,
@@ -44,7 +44,6 @@ INGRESS_TYPE = "aws_vpc_security_group_ingress_rule"
 EGRESS_TYPE = "aws_vpc_security_group_egress_rule"
 
 # Import blocks need Terraform 1.5; the per-rule resources with tags need provider 5.
-TERRAFORM_VERSION = ">= 1.5.0"
 AWS_PROVIDER_VERSION = "~> 5.0"
 
 _PROTOCOL_NAMES = {"-1": "all", "tcp": "tcp", "udp": "udp", "132": "sctp"}
@@ -323,33 +322,7 @@ def _variables(
 
 
 def _versions() -> list[BodyItem]:
-    return [
-        header(),
-        BlankLine(),
-        Block(
-            "terraform",
-            (),
-            [
-                Comment("import blocks need Terraform 1.5"),
-                Attribute("required_version", TERRAFORM_VERSION),
-                Block(
-                    "required_providers",
-                    (),
-                    [
-                        Attribute(
-                            "aws",
-                            ObjectExpr(
-                                [
-                                    ("source", String("hashicorp/aws")),
-                                    ("version", String(AWS_PROVIDER_VERSION)),
-                                ]
-                            ),
-                        )
-                    ],
-                ),
-            ],
-        ),
-    ]
+    return versions_file("aws", "hashicorp/aws", AWS_PROVIDER_VERSION)
 
 
 def _provider() -> list[BodyItem]:

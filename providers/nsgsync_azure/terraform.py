@@ -30,7 +30,7 @@ from typing import Any
 
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block
+from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block, versions_file
 from nsgsync.terraform.hcl import (
     Attribute,
     BlankLine,
@@ -54,7 +54,6 @@ ASSOCIATION_TYPE = "azurerm_subnet_network_security_group_association"
 
 # Import blocks need Terraform 1.5. Provider 4.x: the resources and arguments used here are
 # unchanged since 3.x, but 4.0 makes `subscription_id` a required provider setting.
-TERRAFORM_VERSION = ">= 1.5.0"
 AZURERM_PROVIDER_VERSION = "~> 4.0"
 
 # ARM property -> azurerm argument, in the order they are written. Each pair is singular
@@ -471,33 +470,7 @@ def _variables(topology: Topology, settings: Settings, options: ExportOptions) -
 
 
 def _versions() -> list[BodyItem]:
-    return [
-        header(),
-        BlankLine(),
-        Block(
-            "terraform",
-            (),
-            [
-                Comment("import blocks need Terraform 1.5"),
-                Attribute("required_version", TERRAFORM_VERSION),
-                Block(
-                    "required_providers",
-                    (),
-                    [
-                        Attribute(
-                            "azurerm",
-                            ObjectExpr(
-                                [
-                                    ("source", String("hashicorp/azurerm")),
-                                    ("version", String(AZURERM_PROVIDER_VERSION)),
-                                ]
-                            ),
-                        )
-                    ],
-                ),
-            ],
-        ),
-    ]
+    return versions_file("azurerm", "hashicorp/azurerm", AZURERM_PROVIDER_VERSION)
 
 
 def _provider() -> list[BodyItem]:

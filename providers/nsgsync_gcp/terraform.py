@@ -28,7 +28,7 @@ from typing import Any
 from nsgsync.intent import Direction
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block
+from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block, versions_file
 from nsgsync.terraform.hcl import (
     Attribute,
     BlankLine,
@@ -50,7 +50,6 @@ FIREWALL_TYPE = "google_compute_firewall"
 
 # Import blocks need Terraform 1.5. 6.x is the provider's current major version; the
 # arguments written here are the same in 5.x, but a major version may change defaults.
-TERRAFORM_VERSION = ">= 1.5.0"
 GOOGLE_PROVIDER_VERSION = "~> 6.0"
 
 _NOT_IDENT = re.compile(r"[^a-z0-9]+")
@@ -368,33 +367,7 @@ def _variables(topology: Topology, config: GcpConfig) -> list[BodyItem]:
 
 
 def _versions() -> list[BodyItem]:
-    return [
-        header(),
-        BlankLine(),
-        Block(
-            "terraform",
-            (),
-            [
-                Comment("import blocks need Terraform 1.5"),
-                Attribute("required_version", TERRAFORM_VERSION),
-                Block(
-                    "required_providers",
-                    (),
-                    [
-                        Attribute(
-                            "google",
-                            ObjectExpr(
-                                [
-                                    ("source", String("hashicorp/google")),
-                                    ("version", String(GOOGLE_PROVIDER_VERSION)),
-                                ]
-                            ),
-                        )
-                    ],
-                ),
-            ],
-        ),
-    ]
+    return versions_file("google", "hashicorp/google", GOOGLE_PROVIDER_VERSION)
 
 
 def _provider() -> list[BodyItem]:
