@@ -11,6 +11,7 @@ name, as they register the provider itself in `nsgsync.providers`:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -107,6 +108,24 @@ def load_renderer(name: str) -> TerraformRenderer:
 def header(*lines: str) -> Comment:
     """The comment every generated file starts with: the marker, then `lines`."""
     return Comment("\n".join([MARKER[2:] + "; do not edit by hand.", *lines]))
+
+
+_NOT_IDENT = re.compile(r"[^a-z0-9]+")
+
+
+def identifier(*parts: str) -> str:
+    """Parts joined into a valid, readable Terraform name: shop-db, 10.0.2.0/24 -> shop_db..."""
+    text = _NOT_IDENT.sub("_", "_".join(parts).lower()).strip("_") or "x"
+    return text if text[0].isalpha() else "_" + text
+
+
+def unique_address(taken: set[str], resource_type: str, name: str) -> str:
+    """`type.name`, numbered (`name_2`, ...) when keys that sanitise alike met before."""
+    address, n = f"{resource_type}.{name}", 2
+    while address in taken:
+        address, n = f"{resource_type}.{name}_{n}", n + 1
+    taken.add(address)
+    return address
 
 
 # import blocks need Terraform 1.5

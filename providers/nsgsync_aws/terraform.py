@@ -15,14 +15,21 @@ fights the rule resources.
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block, versions_file
+from nsgsync.terraform import (
+    DEFAULT_OPTIONS,
+    ExportOptions,
+    header,
+    identifier,
+    import_block,
+    unique_address,
+    versions_file,
+)
 from nsgsync.terraform.hcl import (
     Attribute,
     BlankLine,
@@ -48,14 +55,7 @@ AWS_PROVIDER_VERSION = "~> 5.0"
 
 _PROTOCOL_NAMES = {"-1": "all", "tcp": "tcp", "udp": "udp", "132": "sctp"}
 _WITH_PORTS = ("tcp", "udp")
-_NOT_IDENT = re.compile(r"[^a-z0-9]+")
 _COMMENT_WIDTH = 96
-
-
-def identifier(*parts: str) -> str:
-    """Parts joined into a valid, readable Terraform name: shop-db, 10.0.2.0/24 -> shop_db..."""
-    text = _NOT_IDENT.sub("_", "_".join(parts).lower()).strip("_") or "x"
-    return text if text[0].isalpha() else "_" + text
 
 
 def _peer_name(key: str, body: Mapping[str, Any]) -> str:
@@ -100,11 +100,7 @@ class AwsTerraform:
                 rtype, name = _rule_type(r.body), _rule_name(r.segment or "", r.key, r.body)
             else:
                 raise ValueError(f"the AWS renderer does not know resources of type {r.type!r}")
-            address, n = f"{rtype}.{name}", 2
-            while address in taken:  # two keys that sanitise alike: number the later ones
-                address, n = f"{rtype}.{name}_{n}", n + 1
-            taken.add(address)
-            out[r.key] = address
+            out[r.key] = unique_address(taken, rtype, name)
         return out
 
     # --- files ---

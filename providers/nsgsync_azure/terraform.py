@@ -30,7 +30,15 @@ from typing import Any
 
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block, versions_file
+from nsgsync.terraform import (
+    DEFAULT_OPTIONS,
+    ExportOptions,
+    header,
+    identifier,
+    import_block,
+    unique_address,
+    versions_file,
+)
 from nsgsync.terraform.hcl import (
     Attribute,
     BlankLine,
@@ -83,7 +91,6 @@ _PAIRS = (
 # exported wider than nsgsync would apply it.
 _UNSUPPORTED = ("sourceApplicationSecurityGroups", "destinationApplicationSecurityGroups")
 
-_NOT_IDENT = re.compile(r"[^a-z0-9]+")
 # The rule names render.py gives: nsgsync-<segment>-<in|out>-<default|hash>[-<part>], and
 # nsgsync-<in|out>-unsegmented for an NSG's catch-all.
 _RULE_NAME = re.compile(
@@ -95,12 +102,6 @@ _PROTOCOL_NAMES = {"*": "all"}
 # A rule with more destination ports than this is named by its hash, not its ports.
 _NAMED_PORTS = 3
 _COMMENT_WIDTH = 96
-
-
-def identifier(*parts: str) -> str:
-    """Parts joined into a valid, readable Terraform name: shop-db, 10.0.2.0/24 -> shop_db..."""
-    text = _NOT_IDENT.sub("_", "_".join(parts).lower()).strip("_") or "x"
-    return text if text[0].isalpha() else "_" + text
 
 
 def _ports(props: Mapping[str, Any]) -> list[str]:
@@ -186,11 +187,7 @@ class AzureTerraform:
                 rtype, name = ASSOCIATION_TYPE, _association_name(r.key, r.body)
             else:
                 raise ValueError(f"the Azure renderer does not know resources of type {r.type!r}")
-            address, n = f"{rtype}.{name}", 2
-            while address in taken:  # two keys that sanitise alike: number the later ones
-                address, n = f"{rtype}.{name}_{n}", n + 1
-            taken.add(address)
-            out[r.key] = address
+            out[r.key] = unique_address(taken, rtype, name)
         return out
 
     # --- files ---

@@ -20,7 +20,6 @@ between resources.
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,7 +27,15 @@ from typing import Any
 from nsgsync.intent import Direction
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.terraform import DEFAULT_OPTIONS, ExportOptions, header, import_block, versions_file
+from nsgsync.terraform import (
+    DEFAULT_OPTIONS,
+    ExportOptions,
+    header,
+    identifier,
+    import_block,
+    unique_address,
+    versions_file,
+)
 from nsgsync.terraform.hcl import (
     Attribute,
     BlankLine,
@@ -52,7 +59,6 @@ FIREWALL_TYPE = "google_compute_firewall"
 # arguments written here are the same in 5.x, but a major version may change defaults.
 GOOGLE_PROVIDER_VERSION = "~> 6.0"
 
-_NOT_IDENT = re.compile(r"[^a-z0-9]+")
 _COMMENT_WIDTH = 96
 # More port entries than this are summarised in the address (`tcp_7_ports_<hash>`): an
 # address that lists twenty ports helps no reviewer.
@@ -80,12 +86,6 @@ _KNOWN = {
     "disabled",
     *(field for field, _ in _LISTS),
 }
-
-
-def identifier(*parts: str) -> str:
-    """Parts joined into a valid, readable Terraform name: shop-db, 8000-8080 -> shop_db..."""
-    text = _NOT_IDENT.sub("_", "_".join(parts).lower()).strip("_") or "x"
-    return text if text[0].isalpha() else "_" + text
 
 
 def _entries(body: Mapping[str, Any]) -> tuple[str, list[Mapping[str, Any]]]:
@@ -180,11 +180,7 @@ class GcpTerraform:
             if r.type != FIREWALL:
                 raise ValueError(f"the GCP renderer does not know resources of type {r.type!r}")
             name = _rule_name(topology.cluster, r)
-            address, n = f"{FIREWALL_TYPE}.{name}", 2
-            while address in taken:  # cannot happen for what render writes; never clash
-                address, n = f"{FIREWALL_TYPE}.{name}_{n}", n + 1
-            taken.add(address)
-            out[r.key] = address
+            out[r.key] = unique_address(taken, FIREWALL_TYPE, name)
         return out
 
     # --- files ---
