@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
-from nsgsync.compile.labels import SelectorKey, matches_key, satisfiable_keys, selector_key
+from nsgsync.compile.labels import SelectorKey, matches_key, satisfiable_keys
 from nsgsync.intent import (
     DirectionIntent,
     Finding,
@@ -142,7 +142,7 @@ class _Compiler:
         """
         hit = self._keys.get(id(selector))
         if hit is None:
-            hit = (selector, selector_key(selector))
+            hit = (selector, selector.key())
             self._keys[id(selector)] = hit
         return hit[1]
 

@@ -55,11 +55,6 @@ def satisfiable_keys(must: tuple[SelectorKey, ...], must_not: Iterable[SelectorK
     return _sat(must, tuple(sorted(set(must_not))))
 
 
-def selector_key(selector: LabelSelector) -> SelectorKey:
-    """The selector's canonical form (one definition: `LabelSelector.key()`)."""
-    return selector.key()
-
-
 def matches_key(key: SelectorKey, labels: Mapping[str, str]) -> bool:
     """`LabelSelector.matches` on the selector's canonical key (same requirements, no models)."""
     for name, op, values in key:
