@@ -126,7 +126,7 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confirm(plan: Plan, auto: bool) -> bool:
+def _confirm(auto: bool) -> bool:
     if auto:
         return True
     if not sys.stdin.isatty():
@@ -153,20 +153,28 @@ def run_apply(args: argparse.Namespace) -> int:
         policy_count=len(inputs.inventory.policies),
         owned_count=len(planned.actual),
     )
+    code = _review_and_apply(plan, connection, auto_approve=args.auto_approve)
+    if code == 0 and args.apply_attachments:
+        _attach(args, provider, inputs.topology, inputs.inventory.namespaces, connection)
+    return code
+
+
+def _review_and_apply(
+    plan: Plan, connection: Connection, *, auto_approve: bool, saved: bool = False
+) -> int:
+    """Print the plan, ask (unless auto-approved), apply, and say what was done."""
     print(render_plan(plan), end="")
     if plan.empty:
         return 0
-    if not _confirm(plan, args.auto_approve):
+    if not _confirm(auto_approve):
         print("Apply cancelled; nothing was changed.")
         return 1
-    apply_plan(plan, connection, progress=progress)
+    apply_plan(plan, connection, progress=progress, saved=saved)
     s = plan.summary()
     print(
         f"Apply complete! Resources: {s['add']} added, {s['change']} changed, "
         f"{s['destroy']} destroyed."
     )
-    if args.apply_attachments:
-        _attach(args, provider, inputs.topology, inputs.inventory.namespaces, connection)
     return 0
 
 
@@ -210,10 +218,4 @@ def _apply_saved(args: argparse.Namespace) -> int:
         policy_count=1,
         owned_count=0,
     )
-    print(render_plan(plan), end="")
-    if not _confirm(plan, args.auto_approve):
-        print("Apply cancelled; nothing was changed.")
-        return 1
-    apply_plan(plan, connection, progress=progress, saved=True)
-    print("Apply complete!")
-    return 0
+    return _review_and_apply(plan, connection, auto_approve=args.auto_approve, saved=True)
