@@ -6,6 +6,32 @@ returned as findings beside the result instead.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+# Quoted input is cut to this many characters: a hostile or runaway value (a YAML alias
+# bomb expands to gigabytes) must never turn into an error message of that size.
+EXCERPT_LIMIT = 80
+
+
+def excerpt(value: object, *, limit: int = EXCERPT_LIMIT) -> str:
+    """`repr(value)`, cut to `limit` characters, for quoting input in a message."""
+    if isinstance(value, (dict, list, tuple, set)) and len(value) > limit:
+        # repr of a huge container costs as much as the container; its size says enough.
+        return f"<{type(value).__name__} of {len(value)} items>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """' (did you mean "x"?)' for the closest of `options`, or '' when none is close."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    if not close:
+        lowered = {o.lower(): o for o in options}
+        hit = lowered.get(word.lower())
+        close = [hit] if hit else []
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
 
 class NsgsyncError(Exception):
     """Root of every error nsgsync raises on purpose; the CLI exits 1 on it."""
