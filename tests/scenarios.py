@@ -168,6 +168,23 @@ class Scenario:
     def describe(self) -> str:
         return f"{self.topology!r}\n{self.inventory!r}"
 
+    def seen(self, *, pods: bool = True, described: frozenset[str] | None = None) -> Inventory:
+        """What nsgsync is given of the cluster: its pods or none, and Namespace objects
+        for `described` only (None: all, and the namespaces are then known complete)."""
+        truth = self.inventory
+        if described is None:
+            return Inventory.build(
+                truth.policies,
+                truth.namespaces,
+                truth.pods if pods else (),
+                namespaces_complete=True,
+            )
+        return Inventory.build(
+            truth.policies,
+            {ns: labels for ns, labels in truth.namespaces.items() if ns in described},
+            truth.pods if pods else (),
+        )
+
 
 @st.composite
 def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int = 6) -> Scenario:
@@ -212,7 +229,7 @@ def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int =
                 ),
             )
         )
-    inventory = Inventory.build(policies, namespaces, pods)
+    inventory = Inventory.build(policies, namespaces, pods, namespaces_complete=True)
     placed = []
     for i, pod in enumerate(pods):
         seg = topology.segment_for(pod.namespace, inventory.namespaces[pod.namespace], pod.labels)
@@ -221,7 +238,8 @@ def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int =
         assert first is not None
         base = first.rsplit(".", 1)[0]
         placed.append(pod.model_copy(update={"ip": f"{base}.{10 + i}"}))
-    return Scenario(topology, Inventory.build(policies, namespaces, placed), tuple(placed))
+    truth = Inventory.build(policies, namespaces, placed, namespaces_complete=True)
+    return Scenario(topology, truth, tuple(placed))
 
 
 def one_pod_per_segment(s: Scenario) -> Scenario | None:
@@ -236,5 +254,7 @@ def one_pod_per_segment(s: Scenario) -> Scenario | None:
     if len(chosen) != len(s.topology.segments):
         return None
     pods = tuple(chosen.values())
-    inventory = Inventory.build(s.inventory.policies, s.inventory.namespaces, pods)
+    inventory = Inventory.build(
+        s.inventory.policies, s.inventory.namespaces, pods, namespaces_complete=True
+    )
     return Scenario(s.topology, inventory, pods)

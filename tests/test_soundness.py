@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nsgsync.compile import CompileOptions, compile_intent
 from nsgsync.intent import Intent
-from nsgsync.model import Inventory, Protocol
+from nsgsync.model import Protocol
 from nsgsync.semantics import Endpoint, verdict
-from tests.scenarios import EXTERNAL_IPS, PROBE_PORTS, Scenario, one_pod_per_segment, scenarios
+from tests.scenarios import (
+    EXTERNAL_IPS,
+    NAMESPACES,
+    PROBE_PORTS,
+    Scenario,
+    one_pod_per_segment,
+    scenarios,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -58,9 +66,26 @@ def test_sound_from_selectors_alone(s: Scenario) -> None:
 @SETTINGS
 @given(scenarios())
 def test_sound_with_no_pod_known(s: Scenario) -> None:
-    blind = Inventory.build(s.inventory.policies, s.inventory.namespaces, ())
-    intent = compile_intent(s.topology, blind)
+    intent = compile_intent(s.topology, s.seen(pods=False))
     assert unsound(s, intent) == [], s.describe()
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    st.sets(st.sampled_from(NAMESPACES)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_sound_when_namespaces_go_undescribed(
+    s: Scenario, described: set[str], pods: bool, selector_only: bool
+) -> None:
+    """Namespaces with no Namespace object have unknown labels, and without a complete
+    list of namespaces others may exist: the Intent still allows all Kubernetes does."""
+    seen = s.seen(pods=pods, described=frozenset(described))
+    options = CompileOptions(selector_only=selector_only)
+    intent = compile_intent(s.topology, seen, options=options)
+    assert unsound(s, intent) == [], f"described: {sorted(described)}\n{s.describe()}"
 
 
 @settings(

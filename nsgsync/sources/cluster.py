@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nsgsync.errors import InputError
-from nsgsync.model import Inventory, NetworkPolicy, PodInfo
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model.kinds import KNOWN_KINDS
 from nsgsync.sources.files import Document, _labels, parse_pod, parse_policy
 
 if TYPE_CHECKING:
@@ -91,6 +92,17 @@ _WRITABLE = {("vpcresources.k8s.aws", "SecurityGroupPolicy"): "securitygrouppoli
 
 class _Expired(Exception):
     """A continue token expired (410): the list must start again."""
+
+
+class _NotServed(Exception):
+    """The API server does not serve the path (404): a kind whose CRD is not installed."""
+
+
+_FOREIGN_RBAC_HINT = (
+    "nsgsync must see every policy kind that may allow traffic: grant get/list/watch on "
+    "it to nsgsync's service account (deploy/rbac.yaml does), or pass --ignore-kind KIND "
+    "if that kind allows nothing more than the NetworkPolicies"
+)
 
 
 def _kubernetes() -> Any:
@@ -216,17 +228,82 @@ def _read(
                 for doc in _documents(api_client, listed, scope, page_size, where):
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
+        foreign = _foreign(api_client, where, page_size)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
         raise
-    return Inventory.build(policies, labels, pods)
+    # Every namespace was listed, whatever `namespaces` limits: the list is complete.
+    return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
+
+
+def _plural(kind: str) -> str:
+    lower = kind.lower()
+    return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
+
+
+def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]:
+    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
+    try:
+        _, body = _send(
+            api_client,
+            "GET",
+            "/apis",
+            query=[],
+            action="cannot discover the cluster's API groups",
+            where=where,
+            forbidden_hint=READ_RBAC_HINT,
+            missing_hint=READ_RBAC_HINT,
+            missing_ok=True,
+        )
+    except _NotServed:
+        return []  # an API server without discovery serves no custom resources either
+    served: dict[str, list[str]] = {}
+    for group in body.get("groups") or []:
+        if isinstance(group, dict) and isinstance(group.get("name"), str):
+            versions = [v.get("version") for v in group.get("versions") or []]
+            served[group["name"]] = [v for v in versions if isinstance(v, str)]
+    found: list[ForeignPolicy] = []
+    for (group, kind), effect in sorted(KNOWN_KINDS.items()):
+        # A kind is served under each version of its group that has it; the first is enough.
+        for version in served.get(group, ()):
+            listed = _Listed(kind, f"{group}/{version}", _plural(kind))
+            try:
+                docs = _documents(
+                    api_client,
+                    listed,
+                    None,
+                    page_size,
+                    where,
+                    forbidden_hint=_FOREIGN_RBAC_HINT,
+                    missing_ok=True,
+                )
+            except _NotServed:
+                continue
+            for doc in docs:
+                meta = doc.body.get("metadata") or {}
+                name = str(meta.get("name") or "?")
+                ns = meta.get("namespace")
+                ref = f"{ns}/{name}" if isinstance(ns, str) and ns else name
+                found.append(ForeignPolicy(kind, group, ref, where, effect))
+            break
+    return found
 
 
 def _documents(
-    api_client: Any, listed: _Listed, namespace: str | None, page_size: int, where: str
+    api_client: Any,
+    listed: _Listed,
+    namespace: str | None,
+    page_size: int,
+    where: str,
+    *,
+    forbidden_hint: str = READ_RBAC_HINT,
+    missing_ok: bool = False,
 ) -> list[Document]:
-    """Every object of one kind, page by page, each as a Document like a manifest's."""
+    """Every object of one kind, page by page, each as a Document like a manifest's.
+
+    With `missing_ok`, raises _NotServed when the API server does not serve the kind.
+    """
     scope = f"in namespace {namespace}" if namespace else "in the cluster"
     action = f"cannot list {listed.plural} {scope}"
     for attempt in range(_LIST_RESTARTS + 1):
@@ -247,8 +324,9 @@ def _documents(
                     query=query,
                     action=action,
                     where=where,
-                    forbidden_hint=READ_RBAC_HINT,
+                    forbidden_hint=forbidden_hint,
                     missing_hint="nsgsync needs Kubernetes 1.21 or later (batch/v1 CronJob)",
+                    missing_ok=missing_ok,
                 )
                 for item in body.get("items") or []:
                     if isinstance(item, dict):
@@ -285,6 +363,7 @@ def _send(
     where: str,
     forbidden_hint: str,
     missing_hint: str,
+    missing_ok: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """One request through the client's own auth, TLS and proxy handling: (status, JSON).
 
@@ -327,6 +406,8 @@ def _send(
     status = int(response.status)
     if status == 410:
         raise _Expired
+    if status == 404 and missing_ok:
+        raise _NotServed
     if not 200 <= status <= 299:
         raise _api_error(status, response.reason, data, action, where, forbidden_hint, missing_hint)
     try:
@@ -473,6 +554,12 @@ def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:
     are facts of the cluster, so the cluster's win.
     """
     policies = {p.ref: p for p in cluster.policies} | {p.ref: p for p in files.policies}
-    namespaces = dict(files.namespaces) | dict(cluster.namespaces)
+    namespaces = files.described_namespaces | cluster.described_namespaces
     pods = {(p.namespace, p.kind, p.name): p for p in (*files.pods, *cluster.pods)}
-    return Inventory.build(policies.values(), namespaces, pods.values())
+    return Inventory.build(
+        policies.values(),
+        namespaces,
+        pods.values(),
+        namespaces_complete=files.namespaces_complete or cluster.namespaces_complete,
+        foreign=(*files.foreign, *cluster.foreign),
+    )

@@ -56,6 +56,14 @@ RESOURCES: dict[str, Resource] = {
     "Job": Resource("batch/v1", "jobs"),
     "CronJob": Resource("batch/v1", "cronjobs"),
     "SecurityGroupPolicy": Resource("vpcresources.k8s.aws/v1beta1", "securitygrouppolicies"),
+    # Policy kinds of CNIs and of network-policy-api, served as their CRDs would be.
+    "CiliumNetworkPolicy": Resource("cilium.io/v2", "ciliumnetworkpolicies"),
+    "CiliumClusterwideNetworkPolicy": Resource(
+        "cilium.io/v2", "ciliumclusterwidenetworkpolicies", namespaced=False
+    ),
+    "AdminNetworkPolicy": Resource(
+        "policy.networking.k8s.io/v1alpha1", "adminnetworkpolicies", namespaced=False
+    ),
 }
 _BY_PATH = {(r.prefix, r.plural): (kind, r) for kind, r in RESOURCES.items()}
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -272,6 +280,8 @@ class KubeApi:
 
     def _route(self, call: Call) -> tuple[int, dict[str, Any]]:
         # /api/v1/... or /apis/GROUP/VERSION/..., then [namespaces/NS/]PLURAL[/NAME]
+        if call.path.rstrip("/") == "/apis" and call.method == "GET":
+            return 200, self._discovery()
         segments = call.path.strip("/").split("/")
         split = 2 if segments[:1] == ["api"] else 3
         prefix, rest = "/" + "/".join(segments[:split]), segments[split:]
@@ -289,6 +299,21 @@ class KubeApi:
         if call.method == "PATCH" and name is not None and namespace is not None:
             return self._apply(kind, res, namespace, name, call)
         raise ApiError(405, f"{call.method} is not supported here")
+
+    def _discovery(self) -> dict[str, Any]:
+        """APIGroupList: the groups and versions served, as GET /apis answers."""
+        versions: dict[str, set[str]] = {}
+        for res in RESOURCES.values():
+            if res.group:
+                versions.setdefault(res.group, set()).add(res.api_version)
+        groups = []
+        for group in sorted(versions):
+            served = [
+                {"groupVersion": gv, "version": gv.rpartition("/")[2]}
+                for gv in sorted(versions[group])
+            ]
+            groups.append({"name": group, "versions": served, "preferredVersion": served[0]})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def _list(
         self, kind: str, res: Resource, namespace: str | None, query: dict[str, str]
