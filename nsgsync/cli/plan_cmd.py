@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nsgsync.cli.common import add_input_options, progress, read_inputs
+from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError
+from nsgsync.intent import Severity
 from nsgsync.model import Topology
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
@@ -117,9 +119,9 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(plan.to_json(), end="")
     else:
-        for f in (*inputs.intent.findings, *planned.findings):
-            if f.severity.value == "warning":
-                progress(f"warning {f.code}: {f.message}")
+        findings = (*inputs.intent.findings, *planned.findings)
+        for line in render_findings(findings, severities=(Severity.WARNING,)):
+            progress(line)
         print(render_plan(plan), end="")
     if args.detailed_exitcode and not plan.empty:
         return 2

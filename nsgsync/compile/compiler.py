@@ -116,6 +116,11 @@ class _Compiler:
         # message, severity): a large cluster raises tens of thousands, and building and
         # hashing a model for each, duplicates included, cost more than the tuples.
         self.findings: set[tuple[str, str, str, str, Severity]] = set()
+        # One finding per cause: a policy's peer widens the same way for every segment the
+        # policy selects, and a segment's node rule is one fact. What a cause touches is
+        # gathered here, (code, policy or segment, detail) -> items, and written once at
+        # the end, so findings grow with policies plus segments, never with their product.
+        self._gathered: defaultdict[tuple[str, str, str], set[str]] = defaultdict(set)
         # Namespaces with known labels; those that something names but no Namespace object
         # describes (the topology's too) have unknown labels but for the name label, and
         # unless the namespaces read are all of the cluster's, others may exist.
@@ -436,32 +441,14 @@ class _Compiler:
         union = [self.own_term(p) for p, _ in selecting]
         what = direction.value.lower()
         if self.coverage(seg, union) is not Cover.ALL:
-            for policy, _ in selecting:
-                self._find(
-                    Severity.WARNING,
-                    "isolation-partial",
-                    policy=policy.ref,
-                    segment=seg.name,
-                    message=(
-                        f"{policy.ref} isolates only some pods of segment {seg.name} for {what}; "
-                        f"other pods of the segment are not isolated, so its {what} stays open "
-                        "(give the selected pods a segment of their own to enforce it)"
-                    ),
-                )
+            self._gathered[("isolation-partial", seg.name, what)].update(
+                p.ref for p, _ in selecting
+            )
             return DirectionIntent(isolated=False)
         grants: list[_Grant] = []
         for policy, cover in selecting:
             if cover is Cover.SOME:
-                self._find(
-                    Severity.WARNING,
-                    "selector-widened",
-                    policy=policy.ref,
-                    segment=seg.name,
-                    message=(
-                        f"{policy.ref} selects only some pods of segment {seg.name}; its {what} "
-                        "rules are applied to the whole segment"
-                    ),
-                )
+                self._gathered[("selector-widened", policy.ref, what)].add(seg.name)
             for index, rule in enumerate(policy.rules(direction)):
                 grants.extend(self._rule_grants(seg, policy, index, rule, direction))
         nodes = self.node_addresses
@@ -522,16 +509,11 @@ class _Compiler:
         maybe = term[2] & frozenset().union(*(seg.possible for seg, _ in segs))
         if not maybe:
             return
-        self._find(
-            Severity.WARNING,
-            "namespace-labels-unknown",
-            policy=policy.ref,
-            message=(
-                f"{policy.ref} rule {index} peer {j} selects namespaces by label, and nsgsync "
-                f"does not know the labels of {_namespaces_named(maybe)}: their pods are "
-                f"allowed wherever they may be (segments {_listed([s.name for s, _ in segs])}); "
-                f"{_labels_remedy(maybe)}"
-            ),
+        code = "namespace-labels-unknown"
+        self._gathered[(code, policy.ref, "peers")].add(f"rule {index} peer {j}")
+        self._gathered[(code, policy.ref, "namespaces")].update(maybe)
+        self._gathered[(code, policy.ref, "segments")].update(
+            seg.name for seg, _ in segs if seg.possible & maybe
         )
 
     def _source(self, policy: str, rule: int, peer: int | None) -> Source:
@@ -553,29 +535,12 @@ class _Compiler:
     def _peer_widened(
         self, policy: NetworkPolicy, seg: _Seg, other: _Seg, index: int, j: int
     ) -> None:
+        peer = f"rule {index} peer {j}"
         if other is self.rest:
-            self._find(
-                Severity.WARNING,
-                "peer-unsegmented",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} rule {index} peer {j} may match pods in no segment; "
-                    "every unsegmented pod address is allowed "
-                    f"({', '.join(other.addresses.cidrs()[:4])})"
-                ),
-            )
+            self._gathered[("peer-unsegmented", policy.ref, "")].add(peer)
         else:
-            self._find(
-                Severity.WARNING,
-                "peer-widened",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} rule {index} peer {j} matches only some pods of segment "
-                    f"{other.name}; the whole segment is allowed"
-                ),
-            )
+            self._gathered[("peer-widened", policy.ref, "peers")].add(peer)
+            self._gathered[("peer-widened", policy.ref, "segments")].add(other.name)
 
     def _port_grants(
         self,
@@ -647,30 +612,13 @@ class _Compiler:
     ) -> list[_Grant]:
         proto = IntentProtocol(protocol.value)
         numbers = self.resolve_named(dest, name, protocol, terms) if dest is not None else None
-        where = dest.name if dest is not None else "addresses outside the pod CIDRs"
+        where = f"segment {dest.name}" if dest is not None else "addresses outside the pod CIDRs"
+        port = f"{name}/{protocol.value}"
         if numbers is None:
-            self._find(
-                Severity.WARNING,
-                "named-port-widened",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} names port {name!r}; no pod of {where} is known to give it a "
-                    f"number, so every {protocol.value} port is allowed there"
-                ),
-            )
+            self._gathered[("named-port-widened", policy.ref, port)].add(where)
             return [_Grant(addresses, proto, None, source)]
         if not numbers:
-            self._find(
-                Severity.INFO,
-                "named-port-unmatched",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} names port {name!r}, which no known pod of {where} declares "
-                    f"for {protocol.value}; it allows nothing there"
-                ),
-            )
+            self._gathered[("named-port-unmatched", policy.ref, port)].add(where)
             return []
         return [_Grant(addresses, proto, numbers, source)]
 
@@ -706,29 +654,9 @@ class _Compiler:
         for seg in self.segments:
             ingress = self.compile_direction(seg, PolicyType.INGRESS)
             egress = self.compile_direction(seg, PolicyType.EGRESS)
-            isolated = [
-                d for d, side in (("ingress", ingress), ("egress", egress)) if side.isolated
-            ]
-            if isolated and self.topology.node_addresses:
-                self._find(
-                    Severity.INFO,
-                    "node-traffic",
-                    segment=seg.name,
-                    message=(
-                        f"segment {seg.name} allows {' and '.join(isolated)} traffic with the "
-                        f"nodes ({', '.join(self.topology.node_cidrs)}), as Kubernetes always does"
-                    ),
-                )
-            elif isolated:
-                self._find(
-                    Severity.WARNING,
-                    "no-node-cidrs",
-                    segment=seg.name,
-                    message=(
-                        f"segment {seg.name} is isolated but the topology names no nodeCIDRs: "
-                        "kubelet probes and host-network pods may be blocked"
-                    ),
-                )
+            if ingress.isolated or egress.isolated:
+                code = "node-traffic" if self.topology.node_cidrs else "no-node-cidrs"
+                self._gathered[(code, "", "")].add(seg.name)
             segments.append(
                 SegmentIntent(
                     name=seg.name,
@@ -738,6 +666,7 @@ class _Compiler:
                 )
             )
         self._unsegmented_findings()
+        self._write_gathered()
         return Intent(
             cluster=self.topology.cluster,
             segments=tuple(segments),
@@ -752,6 +681,115 @@ class _Compiler:
                 for segment, policy, code, message, severity in sorted(self.findings)
             ),
         )
+
+    def _write_gathered(self) -> None:
+        """The gathered findings, one per cause, naming a few of what each touches."""
+        gathered = self._gathered
+        for (code, subject, detail), items in sorted(gathered.items()):
+            names = _listed(sorted(items))
+            if code == "isolation-partial":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    segment=subject,
+                    policy=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{names} isolate{'s' if len(items) == 1 else ''} only some pods of "
+                        f"segment {subject} for {detail}; its other pods are not isolated, so "
+                        f"its {detail} stays open (give the selected pods a segment of their "
+                        "own to enforce it)"
+                    ),
+                )
+            elif code == "selector-widened":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    segment=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{subject} selects only some pods of {_segments(items)}; its {detail} "
+                        f"rules are applied to the whole of {_it_or_each(items)}"
+                    ),
+                )
+            elif code == "peer-widened" and detail == "peers":
+                segments = gathered[(code, subject, "segments")]
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    segment=next(iter(segments)) if len(segments) == 1 else None,
+                    message=(
+                        f"{subject} {names} match{'es' if len(items) == 1 else ''} only some "
+                        f"pods of {_segments(segments)}; {_it_or_each(segments)} is allowed whole"
+                    ),
+                )
+            elif code == "namespace-labels-unknown" and detail == "peers":
+                maybe = frozenset(gathered[(code, subject, "namespaces")])
+                where = gathered[(code, subject, "segments")]
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} {names} select{'s' if len(items) == 1 else ''} namespaces "
+                        "by label, and nsgsync does not know the labels of "
+                        f"{_namespaces_named(maybe)}: their pods are allowed wherever they may "
+                        f"be ({_segments(where)}); {_labels_remedy(maybe)}"
+                    ),
+                )
+            elif code == "peer-unsegmented":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} {names} may match pods in no segment; every unsegmented pod "
+                        f"address is allowed ({_listed(self.rest.addresses.cidrs(), most=4)})"
+                    ),
+                )
+            elif code == "named-port-widened":
+                name, protocol = detail.split("/")
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} names port {name!r}; no pod of {names} is known to give it "
+                        f"a number, so every {protocol} port is allowed there"
+                    ),
+                )
+            elif code == "named-port-unmatched":
+                name, protocol = detail.split("/")
+                self._find(
+                    Severity.INFO,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} names port {name!r}, which no known pod of {names} declares "
+                        f"for {protocol}; it allows nothing there"
+                    ),
+                )
+            elif code == "node-traffic":
+                self._find(
+                    Severity.INFO,
+                    code,
+                    segment=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{_segments(items)} isolate traffic and allow the nodes "
+                        f"({', '.join(self.topology.node_cidrs)}) in each isolated direction, "
+                        "as Kubernetes always does (kubelet probes, host-network pods)"
+                    ),
+                )
+            elif code == "no-node-cidrs":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    segment=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{_segments(items)} isolate traffic but the topology names no "
+                        "nodeCIDRs: kubelet probes and host-network pods may be blocked"
+                    ),
+                )
 
     def _foreign_findings(self) -> None:
         """Policy kinds not compiled: refused when they may allow, unless ignored."""
@@ -838,6 +876,17 @@ def _listed(names: Sequence[str], *, most: int = 5) -> str:
     """`a, b, c and 4 more`: a finding names a few and counts the rest."""
     shown = ", ".join(names[:most])
     return f"{shown} and {len(names) - most} more" if len(names) > most else shown
+
+
+def _segments(names: Iterable[str]) -> str:
+    ordered = sorted(names)
+    if len(ordered) == 1:
+        return f"segment {ordered[0]}"
+    return f"{len(ordered)} segments ({_listed(ordered)})"
+
+
+def _it_or_each(names: set[str]) -> str:
+    return "the segment" if len(names) == 1 else "each"
 
 
 def _namespaces_named(namespaces: frozenset[str]) -> str:
