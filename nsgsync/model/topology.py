@@ -1,4 +1,4 @@
-"""The topology: how a cluster's pods map onto address space (DESIGN.md, "Topology").
+"""The topology: how a cluster's pods map onto address space (docs/contracts.md).
 
 The key names are a contract; unknown keys are an error. Provider blocks are kept as
 raw mappings here and validated by the provider in use, so the core knows no cloud.
