@@ -199,3 +199,65 @@ def test_a_file_that_is_no_plan_is_named(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {saved}: {message}")
     assert "Traceback" not in err
+
+
+# --- the last-resort net, and --debug ---
+
+BROKEN_LIBRARY = {
+    "__init__.py": "from kubernetes import client, config\n",
+    "client.py": "",
+    "config.py": (
+        "class ConfigException(Exception):\n    pass\n\n\n"
+        "def new_client_from_config(**kwargs):\n"
+        "    raise RuntimeError('the client library broke')\n"
+    ),
+}
+
+
+def test_an_unexpected_failure_is_one_line_asking_for_a_report(tmp_path: Path) -> None:
+    # A third-party library failing in a way nsgsync does not expect: here a stand-in
+    # `kubernetes` package, first on the path of the nsgsync process.
+    library = tmp_path / "site" / "kubernetes"
+    library.mkdir(parents=True)
+    for name, text in BROKEN_LIBRARY.items():
+        (library / name).write_text(text)
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
+    argv = ["compile", "--from-cluster", "--kubeconfig", str(config)]
+    argv += ["--topology", str(EXAMPLE / "topology.yaml")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    cli = [sys.executable, "-m", "nsgsync.cli.main"]
+    done = subprocess.run([*cli, *argv], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "error: internal error: RuntimeError: 'the client library broke' "
+        "(run with --debug for the traceback; please report it)"
+    )
+    debug = [*cli, *argv, "--debug"]  # --debug is accepted after the verb as well
+    done = subprocess.run(debug, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "RuntimeError: the client library broke" in done.stderr
+
+
+def test_debug_before_the_verb_survives_the_verbs_own_default(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "topology.yaml"
+    bad.write_text("cluster: [\n")
+    argv = ["compile", *CLUSTER, "--topology", str(bad)]
+    assert main(["--debug", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "yaml.parser.ParserError" in err  # the cause, underneath nsgsync's InputError
+    assert err.rstrip().splitlines()[-2].startswith(f"error: {bad}:2: malformed YAML")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 2  # the error and its hint

@@ -197,5 +197,5 @@ def test_debug_shows_the_cause_of_a_kubeconfig_error(
     err = capsys.readouterr().err
     assert "Traceback" in err
     assert "yaml.parser.ParserError" in err  # the cause, kept with `raise ... from exc`
-    assert "The above exception was the direct cause" in err
+    assert "which nsgsync reported as:" in err
     assert err.rstrip().splitlines()[-2].startswith(f"error: {path}:3: malformed kubeconfig")

@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of what went wrong underneath, then of the error nsgsync made of it.
+
+    The cause is shown even where it was raised `from None` (kept out of the one-line
+    message, not out of a debugging session).
+    """
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        traceback.print_exception(cause, file=sys.stderr)
+        print("\nwhich nsgsync reported as:\n", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr, chain=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -81,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
     except NsgsyncError as exc:
         if debug:
-            traceback.print_exception(exc, file=sys.stderr)
+            _print_traceback(exc)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -96,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:  # a net only: every expected failure is an NsgsyncError
         if debug:
-            traceback.print_exception(exc, file=sys.stderr)
+            _print_traceback(exc)
         print(
             f"error: internal error: {type(exc).__name__}: {excerpt(str(exc), limit=200)} "
             "(run with --debug for the traceback; please report it)",
