@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nsgsync.cli.main import main
+from nsgsync.cli.main import build_parser, main
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "config/example"
@@ -261,3 +261,19 @@ def test_debug_before_the_verb_survives_the_verbs_own_default(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 2  # the error and its hint
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compile", "--topology", "t.yaml"],
+        ["plan", "--topology", "t.yaml"],
+        ["export", "terraform", "--topology", "t.yaml", "--out", "d"],
+    ],
+    ids=lambda argv: argv[0] if argv[0] != "export" else "export-terraform",
+)
+def test_debug_is_accepted_before_and_after_the_verb(argv: list[str]) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["--debug", *argv]).debug is True
+    assert parser.parse_args([*argv, "--debug"]).debug is True
+    assert parser.parse_args(argv).debug is False

@@ -26,7 +26,9 @@ examples:
   nsgsync explain -f config/example/cluster --topology config/example/topology.yaml \\
       --from shop/frontend --to shop/backend --port 8081/TCP
 
-Run `nsgsync VERB --help` for each verb's options and examples.
+Run `nsgsync VERB --help` for each verb's options and examples. Exit codes: 0 success,
+1 error (usage errors included), 2 changes present (`plan --detailed-exitcode` only).
+An error is one line and a hint; --debug adds the traceback of what caused it.
 """
 
 VERBS = (compile_cmd, explain_cmd, plan_cmd, export_cmd)
@@ -67,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         verb.register(sub)
     # `--debug` after the verb works as well; SUPPRESS keeps a verb from resetting it to
     # False when it was given before the verb.
-    for verb_parser in sub.choices.values():
+    pending = list(sub.choices.values())
+    while pending:  # verbs, and the verbs of verbs (`export terraform`)
+        verb_parser = pending.pop()
         _add_debug(verb_parser, default=argparse.SUPPRESS)
+        for action in verb_parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending += action.choices.values()
     return parser
 
 

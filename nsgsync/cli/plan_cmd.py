@@ -23,8 +23,8 @@ examples:
   nsgsync plan -f manifests/ --topology topology.yaml --offline -o json   # in CI, no credentials
   nsgsync plan -f manifests/ --topology topology.yaml --detailed-exitcode --save-plan plan.json
 
-Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present
-(--detailed-exitcode only).
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (a usage error too),
+2 changes present (--detailed-exitcode only).
 """
 
 APPLY_EXAMPLES = """\

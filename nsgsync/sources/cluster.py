@@ -99,11 +99,11 @@ class _Expired(Exception):
 def _kubernetes() -> Any:
     try:
         import kubernetes
-    except ImportError:
+    except ImportError as exc:
         raise InputError(
             "reading or writing the live cluster needs the kubernetes client",
             hint="install it with: pip install 'nsgsync[cluster]'",
-        ) from None
+        ) from exc
     return kubernetes
 
 
