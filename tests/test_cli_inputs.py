@@ -46,12 +46,23 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("nodes", "message"),
     [
-        # the whole of 10.0.0.0/20 is pod space, shop-frontend's /24 among it
-        (["10.0.0.0/20"], "nodeCIDRs 10.0.0.0/20 overlaps segments[0] (shop-frontend) cidrs"),
+        # the whole of 10.0.0.0/20 is pod space, shop's segments among it
+        (
+            ["10.0.0.0/20"],
+            "nodeCIDRs 10.0.0.0/20 overlaps podCIDRs 10.0.0.0/16 (10.0.0.0/20, within "
+            "segments shop-frontend, shop-backend, shop-db and 2 more): every isolated segment "
+            "allows the nodes",
+        ),
         # pod space outside every segment: unsegmented pods would pass as nodes
-        (["10.1.0.0/20", "10.0.64.0/20"], "nodeCIDRs 10.0.64.0/20 overlaps podCIDRs 10.0.0.0/16"),
+        (
+            ["10.1.0.0/20", "10.0.64.0/20"],
+            "nodeCIDRs 10.0.64.0/20 overlaps podCIDRs 10.0.0.0/16 (10.0.64.0/20): every",
+        ),
         # podCIDRs inside the node range
-        (["10.0.0.0/8"], "nodeCIDRs 10.0.0.0/8 overlaps segments[0] (shop-frontend) cidrs"),
+        (
+            ["10.0.0.0/8"],
+            "nodeCIDRs 10.0.0.0/8 overlaps podCIDRs 10.0.0.0/16 (10.0.0.0/16, within segments",
+        ),
     ],
 )
 def test_node_cidrs_overlapping_pods_are_a_topology_error(
@@ -62,6 +73,16 @@ def test_node_cidrs_overlapping_pods_are_a_topology_error(
     err = capsys.readouterr().err
     assert f"{path}: Topology demo-eu-1: {message}" in err
     assert "Traceback" not in err
+
+
+def test_ipv6_node_cidrs_overlapping_pods_are_a_topology_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = topology(
+        tmp_path, podCIDRs=["10.0.0.0/16", "fd00::/48"], nodeCIDRs=["10.1.0.0/20", "fd00::/64"]
+    )
+    assert main(["compile", *CLUSTER, "--topology", str(path)]) == 1
+    assert "nodeCIDRs fd00::/64 overlaps podCIDRs fd00::/48 (fd00::/64)" in capsys.readouterr().err
 
 
 def test_node_cidrs_apart_from_pods_compile(

@@ -167,24 +167,20 @@ class Topology(BaseModel):
             return
         for node_cidr in self.node_cidrs:
             node = AddressSet.of(node_cidr)
-            if not node.overlaps(pods):
-                continue
-            # The segment's range is the more useful to name: it is where the harm lands.
-            for i, seg in enumerate(self.segments):
-                for seg_cidr in seg.cidrs:
-                    both = node & AddressSet.of(seg_cidr)
-                    if both:
-                        raise ValueError(
-                            f"nodeCIDRs {node_cidr} overlaps segments[{i}] ({seg.name}) cidrs "
-                            f"{seg_cidr} ({', '.join(both.cidrs()[:3])}): {_NODES_APART}"
-                        )
             for pod_cidr in self.pod_cidrs:
                 both = node & AddressSet.of(pod_cidr)
-                if both:
-                    raise ValueError(
-                        f"nodeCIDRs {node_cidr} overlaps podCIDRs {pod_cidr} "
-                        f"({', '.join(both.cidrs()[:3])}): {_NODES_APART}"
-                    )
+                if not both:
+                    continue
+                # Segments lie inside podCIDRs; those hit are where the harm lands.
+                hit = [seg.name for seg in self.segments if seg.addresses.overlaps(both)]
+                within = ""
+                if hit:
+                    more = f" and {len(hit) - 3} more" if len(hit) > 3 else ""
+                    within = f", within segments {', '.join(hit[:3])}{more}"
+                raise ValueError(
+                    f"nodeCIDRs {node_cidr} overlaps podCIDRs {pod_cidr} "
+                    f"({', '.join(both.cidrs()[:3])}{within}): {_NODES_APART}"
+                )
 
     @property
     def pod_addresses(self) -> AddressSet:
