@@ -145,7 +145,7 @@ def _connect(
         )
     except (k8s.config.ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
-            f"cannot use context {context!r} of the kubeconfig: {_without_values(exc)}",
+            f"cannot use context {excerpt(context)} of the kubeconfig: {_without_values(exc)}",
             file=source,
             hint="fix the kubeconfig (check it with `kubectl config view`), or pass another "
             "--kubeconfig or --context",
