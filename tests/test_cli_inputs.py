@@ -208,7 +208,12 @@ def test_an_offline_plan_kept_as_json_is_refused_by_apply_before_connecting(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("[1, 2]", "not a saved nsgsync plan"), ("{", "not a saved nsgsync plan")],
+    [
+        ("[1, 2]", "not a saved nsgsync plan"),
+        ("{", "not a saved nsgsync plan"),
+        ("[" * 100_000 + "]" * 100_000, "not a saved nsgsync plan"),
+    ],
+    ids=["list", "truncated", "too-deep"],
 )
 def test_a_file_that_is_no_plan_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str

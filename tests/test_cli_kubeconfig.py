@@ -141,6 +141,7 @@ def test_a_bad_current_context_lists_the_contexts(
         ),
         ("current-context: [a]\n", "field current-context: malformed kubeconfig"),
         (b"\xff\xfe\x00", "cannot read the kubeconfig"),
+        ("contexts: " + "[" * 5000 + "]" * 5000 + "\n", "malformed kubeconfig: nested too deeply"),
     ],
     ids=[
         "empty",
@@ -152,6 +153,7 @@ def test_a_bad_current_context_lists_the_contexts(
         "cluster-no-body",
         "current-not-name",
         "not-utf8",
+        "too-deep",
     ],
 )
 def test_a_malformed_kubeconfig_is_one_line_naming_the_file(

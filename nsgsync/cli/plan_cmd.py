@@ -239,7 +239,7 @@ def _apply_saved(args: argparse.Namespace) -> int:
     path = Path(args.plan_file)
     try:
         plan = plan_from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise InputError(f"not a saved nsgsync plan: {excerpt(str(exc))}", file=str(path)) from exc
     if plan.offline:
         # Before connecting: an offline plan never says what to change in the real cloud.

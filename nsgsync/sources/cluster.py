@@ -199,6 +199,10 @@ def _read_kubeconfig(name: str) -> dict[str, Any]:
         raise InputError(
             f"cannot read the kubeconfig: {why}", file=name, hint=_KUBECONFIG_HINT
         ) from exc
+    except RecursionError as exc:  # the YAML parser recurses once per level of nesting
+        raise InputError(
+            "malformed kubeconfig: nested too deeply", file=name, hint=_KUBECONFIG_HINT
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or type(exc).__name__
