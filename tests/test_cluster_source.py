@@ -347,7 +347,7 @@ def test_cli_names_a_bad_kubeconfig_context(
     kubeconfig = write_kubeconfig(tmp_path, api)
     argv = ["compile", "--from-cluster", "--kubeconfig", str(kubeconfig), "--context", "nope"]
     assert main([*argv, "--topology", str(TOPOLOGY)]) == 1
-    assert "cannot use the kubeconfig" in capsys.readouterr().err
+    assert "no context 'nope' in the kubeconfig; it has: fake-ctx" in capsys.readouterr().err
 
 
 def test_cli_needs_files_or_the_cluster(capsys: pytest.CaptureFixture[str]) -> None:

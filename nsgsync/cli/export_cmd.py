@@ -304,7 +304,7 @@ def run_json(args: argparse.Namespace) -> int:
         try:
             Path(args.output).write_text(text)
         except OSError as exc:
-            raise InputError(f"cannot write the export: {exc}", file=args.output) from None
+            raise InputError(f"cannot write the export: {exc}", file=args.output) from exc
         progress(f"{len(doc['desired'])} resources written to {args.output}")
     else:
         sys.stdout.write(text)
