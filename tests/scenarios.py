@@ -186,6 +186,30 @@ class Scenario:
         )
 
 
+# Node ranges drawn apart from the pods' and overlapping them: a topology whose nodes
+# overlap its pods must be refused, never compiled.
+NODE_CIDRS = [
+    "10.1.0.0/24",
+    "192.168.0.0/16",
+    "10.0.0.0/8",
+    "10.0.1.128/25",
+    "10.0.64.0/18",
+    "10.0.200.0/24",
+]
+
+
+def topology_body(segments: list[dict[str, Any]], node_cidrs: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "nsgsync.io/v1alpha1",
+        "kind": "Topology",
+        "cluster": "prop",
+        "provider": "aws",
+        "podCIDRs": ["10.0.0.0/16"],
+        "nodeCIDRs": node_cidrs,
+        "segments": segments,
+    }
+
+
 @st.composite
 def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int = 6) -> Scenario:
     n_segments = draw(st.integers(1, 4))
@@ -195,17 +219,7 @@ def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int =
     ]
     if catch_all if catch_all is not None else draw(st.booleans()):
         segments.append({"name": "rest", "namespaceSelector": {}, "cidrs": ["10.0.64.0/18"]})
-    topology = topology_from_mapping(
-        {
-            "apiVersion": "nsgsync.io/v1alpha1",
-            "kind": "Topology",
-            "cluster": "prop",
-            "provider": "aws",
-            "podCIDRs": ["10.0.0.0/16"],
-            "nodeCIDRs": ["10.1.0.0/24"],
-            "segments": segments,
-        }
-    )
+    topology = topology_from_mapping(topology_body(segments, ["10.1.0.0/24"]))
     namespaces = {ns: draw(NS_LABELS) for ns in NAMESPACES}
     n_policies = draw(st.integers(0, 4))
     policies: list[NetworkPolicy] = []
