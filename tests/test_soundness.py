@@ -129,7 +129,7 @@ def test_nodes_overlapping_pods_are_refused_and_others_sound(
     )
     overlap = AddressSet.from_cidrs(node_cidrs) & AddressSet.from_cidrs(body["podCIDRs"])
     if overlap:
-        with pytest.raises(TopologyError, match="nodeCIDRs .* overlaps podCIDRs"):
+        with pytest.raises(TopologyError, match=r"nodeCIDRs .* overlaps podCIDRs"):
             topology_from_mapping(body)
         return
     topology = topology_from_mapping(body)
