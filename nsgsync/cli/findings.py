@@ -42,7 +42,7 @@ def render_findings(
         return []
     total = sum(len(v) for v in by_code.values())
     counts = ", ".join(
-        f"{n} {s.value}{'s' if n != 1 else ''}"
+        f"{n} {s.value}{'s' if n != 1 and s is Severity.WARNING else ''}"
         for s in (Severity.WARNING, Severity.INFO)
         if (n := sum(len(v) for (r, _), v in by_code.items() if r == (s is Severity.INFO)))
     )

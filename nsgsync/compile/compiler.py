@@ -612,7 +612,10 @@ class _Compiler:
     ) -> list[_Grant]:
         proto = IntentProtocol(protocol.value)
         numbers = self.resolve_named(dest, name, protocol, terms) if dest is not None else None
-        where = f"segment {dest.name}" if dest is not None else "addresses outside the pod CIDRs"
+        if dest is None:
+            where = "addresses outside the pod CIDRs"
+        else:
+            where = "unsegmented pods" if dest is self.rest else f"segment {dest.name}"
         port = f"{name}/{protocol.value}"
         if numbers is None:
             self._gathered[("named-port-widened", policy.ref, port)].add(where)
@@ -879,7 +882,7 @@ def _listed(names: Sequence[str], *, most: int = 5) -> str:
 
 
 def _segments(names: Iterable[str]) -> str:
-    ordered = sorted(names)
+    ordered = sorted("unsegmented pods" if n == UNSEGMENTED else n for n in names)
     if len(ordered) == 1:
         return f"segment {ordered[0]}"
     return f"{len(ordered)} segments ({_listed(ordered)})"
