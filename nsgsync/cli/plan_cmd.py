@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from nsgsync.cli import plan_view
 from nsgsync.cli.common import add_input_options, progress, read_inputs
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError
@@ -23,8 +24,10 @@ examples:
   nsgsync plan -f manifests/ --topology topology.yaml --offline -o json   # in CI, no credentials
   nsgsync plan -f manifests/ --topology topology.yaml --detailed-exitcode --save-plan plan.json
 
-Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present
-(--detailed-exitcode only).
+  nsgsync plan -f manifests/ --topology topology.yaml --offline -o markdown --fail-on warning
+
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error or (with --fail-on)
+findings of that severity, 2 changes present (--detailed-exitcode only).
 """
 
 APPLY_EXAMPLES = """\
@@ -47,7 +50,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_options(plan)
-    plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    plan.add_argument("-o", "--output", choices=["text", "json", "markdown"], default="text")
+    plan_view.add_view_options(plan)
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -114,13 +118,18 @@ def run_plan(args: argparse.Namespace) -> int:
             f"plan saved to {args.save_plan}; apply it with: nsgsync apply --topology "
             f"{args.topology} {args.save_plan}"
         )
+    findings = (*inputs.intent.findings, *planned.findings)
     if args.output == "json":
         print(plan.to_json(), end="")
+    elif args.output == "markdown":
+        print(plan_view.markdown(plan, findings, args), end="")
     else:
-        for f in (*inputs.intent.findings, *planned.findings):
+        for f in findings:
             if f.severity.value == "warning":
                 progress(f"warning {f.code}: {f.message}")
-        print(render_plan(plan), end="")
+        print(plan_view.text(plan, args), end="")
+    if plan_view.failing(findings, args):
+        return 1
     if args.detailed_exitcode and not plan.empty:
         return 2
     return 0

@@ -63,6 +63,7 @@ def to_html(graph: Graph) -> str:
     )
     rules = "the Intent" if graph.rules == "intent" else f"the rendered {graph.rules} rules"
     title = f"nsgsync graph: {graph.cluster}"
+    verb = "allows" if graph.rules == "intent" else "allow"
     segments = sum(1 for e in graph.endpoints if e.kind == "segment")
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -74,8 +75,8 @@ def to_html(graph: Graph) -> str:
 </head>
 <body>
 <header><h1>{html.escape(title)}</h1>
-<p>What {html.escape(rules)} allow{'s' if graph.rules == 'intent' else ''} between {segments} segments: rows are sources, columns
-destinations. Select a cell for its ports, policies, rules and findings; select a namespace
+<p>What {html.escape(rules)} {verb} between {segments} segments: rows are sources,
+columns destinations. Select a cell for its ports, policies, rules and findings; select a namespace
 heading to expand or collapse it.</p></header>
 <div id="bar">
 <label>namespaces <input id="filter" type="search"
