@@ -83,7 +83,11 @@ class Ports:
     def of(cls, protocol: str, ranges: Iterable[Interval] | None) -> Ports:
         """`protocol` TCP, UDP, SCTP, ANY or OTHER; `ranges` None for every port."""
         if protocol == "ANY":
-            return ALL
+            if ranges is None:
+                return ALL
+            # Every protocol on those ports: the ones with ports; portless ones never match.
+            spans = list(ranges)
+            return cls.build({"TCP": spans, "UDP": spans, "SCTP": spans})
         if protocol == "OTHER" or ranges is None:
             return cls.build({protocol: _UNIVERSE[protocol]})
         return cls.build({protocol: ranges})

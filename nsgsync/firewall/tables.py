@@ -97,8 +97,10 @@ class Endpoints:
             f: max((hi - lo for lo, hi, _ in s), default=0) for f, s in self._spans.items()
         }
 
-    def touched(self, addresses: AddressSet) -> dict[int, bool]:
-        """Endpoint index -> whether `addresses` holds all of it (else only part)."""
+    def touched(self, addresses: AddressSet, within: AddressSet) -> dict[int, bool]:
+        """Endpoint index -> whether `addresses` holds all of it (else only part), both
+        seen `within` an address space (the families a segment can talk to)."""
+        addresses = addresses & within
         out: dict[int, bool] = {}
         for family, intervals in ((4, addresses.v4), (6, addresses.v6)):
             spans, starts = self._spans[family], self._starts[family]
@@ -110,11 +112,11 @@ class Endpoints:
                         out.setdefault(idx, False)
                     i += 1
         for idx in out:
-            out[idx] = self.items[idx].addresses.issubset(addresses)
+            out[idx] = (self.items[idx].addresses & within).issubset(addresses)
         if self.outside is not None:
             rest = addresses - self.inside
             if rest:
-                out[self.outside] = self.items[self.outside].addresses.issubset(rest)
+                out[self.outside] = (self.items[self.outside].addresses & within).issubset(rest)
         return out
 
 
@@ -148,19 +150,27 @@ def reach(table: Table, own: AddressSet, endpoints: Endpoints) -> Reach:
     answer is the widest that any pair of addresses gets, never narrower.
     """
     everything = len(endpoints.items)
+    # An IPv4 segment talks to IPv4 addresses only: the other family is no peer of it.
+    within = AddressSet.everything(own.families())
+    inside = endpoints.inside & within
+    outside = (
+        endpoints.items[endpoints.outside].addresses & within
+        if endpoints.outside is not None
+        else AddressSet()
+    )
     touched: list[tuple[Entry, bool, dict[int, bool] | None]] = []
     explicit: set[int] = set()
     for e in table.entries:
         if e.own is not None and not e.own.overlaps(own):
             continue
         own_full = e.own is None or own.issubset(e.own)
-        if endpoints.inside.issubset(e.peers):
+        if inside.issubset(e.peers):
             # Universal: it touches every endpoint, wholly except perhaps outside.
             touched.append((e, own_full, None))
             if endpoints.outside is not None:
                 explicit.add(endpoints.outside)
             continue
-        hits = endpoints.touched(e.peers)
+        hits = endpoints.touched(e.peers, within)
         if len(hits) == everything and all(hits.values()):
             touched.append((e, own_full, None))
             continue
@@ -174,7 +184,7 @@ def reach(table: Table, own: AddressSet, endpoints: Endpoints) -> Reach:
             if hits is None:
                 full = True
                 if index is not None and index == endpoints.outside:
-                    full = endpoints.items[index].addresses.issubset(e.peers)
+                    full = outside.issubset(e.peers)
             elif index is None or index not in hits:
                 continue
             else:

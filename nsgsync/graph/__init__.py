@@ -182,6 +182,7 @@ def build_graph(
         if r is not None:
             for a in r.explicit:
                 rev_ingress[a].append(b)
+    families = [e.addresses.families() for e in items]
     cells: list[Cell] = []
     for a in range(n):
         out = egress[a]
@@ -195,7 +196,7 @@ def build_graph(
         for b in candidates:
             if items[a].kind != "segment" and items[b].kind != "segment":
                 continue
-            if e_open[a] and i_open[b]:
+            if (e_open[a] and i_open[b]) or not families[a] & families[b]:
                 continue
             went = out.to(b) if out is not None else None
             came = ingress[b].to(a) if ingress[b] is not None else None  # type: ignore[union-attr]
