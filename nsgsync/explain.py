@@ -20,7 +20,7 @@ from nsgsync.model import Inventory, PodInfo, Protocol, Topology
 from nsgsync.net import AddressSet
 from nsgsync.semantics import Endpoint, Side, Verdict, verdict
 
-# Exit codes of `nsgsync explain` (documented in its --help and docs/explain.md).
+# Exit codes of `nsgsync explain` (documented in its --help and in README.md).
 EXIT_ALLOWED = 0
 EXIT_DENIED = 3
 EXIT_DIFFERS = 4

@@ -108,28 +108,61 @@ def test_namespace_filter_keeps_that_namespace_and_its_peers(
 
 def _sctp_cluster(tmp_path: Path, provider: str) -> list[str]:
     (tmp_path / "p.yaml").write_text(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
-        "metadata: {name: diameter, namespace: core}\n"
-        "spec:\n  podSelector: {matchLabels: {app: hss}}\n"
-        "  ingress: [{from: [{podSelector: {matchLabels: {app: mme}}}],"
-        " ports: [{protocol: SCTP, port: 3868}]}]\n"
-        "---\napiVersion: v1\nkind: Pod\nmetadata: {name: hss, namespace: core, labels: {app: hss}}\n"
-        "spec: {containers: [{name: c, image: x}]}\n"
-        "---\napiVersion: v1\nkind: Pod\nmetadata: {name: mme, namespace: core, labels: {app: mme}}\n"
-        "spec: {containers: [{name: c, image: x}]}\n"
+        """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: diameter, namespace: core}
+spec:
+  podSelector: {matchLabels: {app: hss}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: mme}}}],
+             ports: [{protocol: SCTP, port: 3868}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hss, namespace: core, labels: {app: hss}}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mme, namespace: core, labels: {app: mme}}
+spec: {containers: [{name: c, image: x}]}
+"""
     )
-    sub = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets"
-    (tmp_path / "t.yaml").write_text(
-        f"apiVersion: nsgsync.io/v1alpha1\nkind: Topology\ncluster: telco\nprovider: {provider}\n"
-        "podCIDRs: [10.0.0.0/16]\nsegments:\n"
-        f"  - {{name: hss, namespace: core, podSelector: {{matchLabels: {{app: hss}}}}, "
-        f"cidrs: [10.0.1.0/24], azure: {{subnetId: {sub}/hss}}}}\n"
-        f"  - {{name: mme, namespace: core, cidrs: [10.0.2.0/24], azure: {{subnetId: {sub}/mme}}}}\n"
-        "aws: {region: eu-west-1, vpcId: vpc-1}\n"
-        "azure: {subscriptionId: 00000000-0000-0000-0000-000000000000, resourceGroup: rg, location: westeurope, "
-        "vnetCIDRs: [10.0.0.0/8]}\n"
-        "gcp: {project: telco-project, network: vpc-telco, targetTags: [nodes]}\n"
+    subnets = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+        "Microsoft.Network/virtualNetworks/v/subnets"
     )
+    topology = {
+        "apiVersion": "nsgsync.io/v1alpha1",
+        "kind": "Topology",
+        "cluster": "telco",
+        "provider": provider,
+        "podCIDRs": ["10.0.0.0/16"],
+        "segments": [
+            {
+                "name": "hss",
+                "namespace": "core",
+                "podSelector": {"matchLabels": {"app": "hss"}},
+                "cidrs": ["10.0.1.0/24"],
+                "azure": {"subnetId": f"{subnets}/hss"},
+            },
+            {
+                "name": "mme",
+                "namespace": "core",
+                "cidrs": ["10.0.2.0/24"],
+                "azure": {"subnetId": f"{subnets}/mme"},
+            },
+        ],
+        "aws": {"region": "eu-west-1", "vpcId": "vpc-1"},
+        "azure": {
+            "subscriptionId": "00000000-0000-0000-0000-000000000000",
+            "resourceGroup": "rg",
+            "location": "westeurope",
+            "vnetCIDRs": ["10.0.0.0/8"],
+        },
+        "gcp": {"project": "telco-project", "network": "vpc-telco", "targetTags": ["nodes"]},
+    }
+    (tmp_path / "t.yaml").write_text(json.dumps(topology))
     return ["-f", str(tmp_path / "p.yaml"), "--topology", str(tmp_path / "t.yaml")]
 
 
@@ -221,7 +254,8 @@ def page_errors(log: str) -> list[str]:
 
 def td(dom: str, src: str, dst: str) -> tuple[str, str]:
     found = re.search(
-        rf'<td class="([a-z ]+)" data-from="{re.escape(src)}" data-to="{re.escape(dst)}">([^<]*)</td>',
+        rf'<td class="([a-z ]+)" data-from="{re.escape(src)}" '
+        rf'data-to="{re.escape(dst)}">([^<]*)</td>',
         dom,
     )
     assert found, f"no cell {src} -> {dst} on the page"
