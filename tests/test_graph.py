@@ -215,7 +215,7 @@ def chromium() -> str:
     pytest.skip("no Chromium installed (scripts/bootstrap installs Debian's chromium as root)")
 
 
-def browse(page: Path, tmp_path: Path, *extra: str) -> tuple[str, str]:
+def browse(page: Path, tmp_path: Path, *extra: str, fragment: str = "") -> tuple[str, str]:
     """Load `page` in headless Chromium: the DOM after its scripts ran, and the log."""
     profile = tmp_path / "chromium-profile"
     done = subprocess.run(
@@ -233,7 +233,7 @@ def browse(page: Path, tmp_path: Path, *extra: str) -> tuple[str, str]:
             "--enable-logging=stderr",
             "--v=0",
             *extra,
-            page.as_uri(),
+            page.as_uri() + fragment,
         ],
         capture_output=True,
         text=True,
@@ -280,6 +280,12 @@ def test_html_page_renders_the_example_in_chromium(
     assert td(dom, "outside", "shop-frontend") == ("restricted", "TCP 8080")
     assert td(dom, "nodes", "outside") == ("na", "")
     assert dom.count('class="edge restricted"') == 9  # the node-link view's arrows
+    # A link to one cell opens its details: ports, policies, rules, findings.
+    dom, log = browse(page, tmp_path, "--dump-dom", fragment="#cell=shop-frontend,shop-backend")
+    side = dom[dom.index('<aside id="side">') :]
+    assert "shop/frontend-to-backend rule 0 peer 0" in side
+    assert "shop/backend-allow-frontend" in side
+    assert "node-traffic" in side
     shot = tmp_path / "graph.png"
     browse(page, tmp_path, "--window-size=1300,900", f"--screenshot={shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

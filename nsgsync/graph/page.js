@@ -176,5 +176,11 @@
   }
   render();
   nodeLink();
+  // page.html#cell=FROM,TO selects a cell: a link that points a reviewer at one pair.
+  var wanted = /^#cell=([^,]+),(.+)$/.exec(decodeURIComponent(location.hash));
+  if (wanted) {
+    var hit = document.querySelector('td[data-from="' + CSS.escape(wanted[1]) + '"][data-to="' + CSS.escape(wanted[2]) + '"]');
+    if (hit) { selected = hit; hit.classList.add("sel"); details(hit); }
+  }
   document.body.setAttribute("data-ready", "1");
 })();
