@@ -311,6 +311,13 @@ def test_a_1000_policy_cluster_renders_collapsed_by_namespace(
     assert td(dom, "ns:ns-0", "ns:ns-1")[0] == "denied"
     assert td(dom, "ns:ns-0", "ns:(by selector)")[0] == "restricted"  # DNS
     assert "node-link view is drawn for clusters of up to" in dom
+    # Filtered to two namespaces, one of them expanded into its segments:
+    dom, log = browse(page, tmp_path, "--dump-dom", fragment="#ns=ns-5,ns-6&open=ns-5")
+    assert page_errors(log) == []
+    assert dom.count('<th class="grp col"') == 1  # ns-6 collapsed; ns-5 spans its columns
+    assert td(dom, "ns-5-web", "ns-5-rest") == ("restricted", "TCP 8081")
+    assert td(dom, "ns-5-rest", "ns:ns-6") == ("denied", "0/2")  # allowed / pairs
+    assert td(dom, "ns:ns-6", "ns-5-web") == ("denied", "0/2")
 
 
 def test_a_1000_policy_cluster_as_json(

@@ -40,7 +40,10 @@
   function visibleGroups() {
     var words = filterText.split(/[\s,]+/).filter(Boolean);
     return groups.map(function (g, i) { return i; }).filter(function (i) {
-      return !words.length || words.some(function (w) { return groups[i].name.indexOf(w) >= 0; });
+      // A word that names a namespace matches it alone; any other matches as a substring.
+      return !words.length || words.some(function (w) {
+        return w in gIndex ? groups[i].name === w : groups[i].name.indexOf(w) >= 0;
+      });
     });
   }
   function slots(vis) {  // rows (and columns): a collapsed group, or its endpoints
@@ -174,10 +177,19 @@
     s.push("</svg>");
     box.innerHTML = "<h2 style='font-size:14px'>Segments and the connections allowed between them</h2>" + s.join("");
   }
+  // A link can set the view: page.html#ns=shop,data&open=shop&cell=FROM,TO filters the
+  // namespaces, expands some, and selects one cell (to point a reviewer at one pair).
+  var params = {};
+  location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
+    var i = kv.indexOf("="); if (i > 0) params[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1));
+  });
+  if (params.ns) { filterText = params.ns; document.getElementById("filter").value = params.ns; }
+  if (params.open) params.open.split(",").forEach(function (name) {
+    if (name in gIndex) groups[gIndex[name]].open = true;
+  });
   render();
   nodeLink();
-  // page.html#cell=FROM,TO selects a cell: a link that points a reviewer at one pair.
-  var wanted = /^#cell=([^,]+),(.+)$/.exec(decodeURIComponent(location.hash));
+  var wanted = params.cell ? /^([^,]+),(.+)$/.exec(params.cell) : null;
   if (wanted) {
     var hit = document.querySelector('td[data-from="' + CSS.escape(wanted[1]) + '"][data-to="' + CSS.escape(wanted[2]) + '"]');
     if (hit) { selected = hit; hit.classList.add("sel"); details(hit); }
