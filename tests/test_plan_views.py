@@ -90,6 +90,9 @@ def test_markdown_shows_changes_and_destroys() -> None:
     assert '~ rule "r/1" [id-1]\n-     Port = 80\n+     Port = 8080\n' in out
     assert '- rule "r/2" [id-2]\n-     Port = 22' in out
     assert "| warning | `peer-widened` | web |  | m\\|x |" in out  # a pipe cannot break the table
+    fenced = Resource("rule", "r/3", {"Note": "``` and ````"}, segment="db")
+    out = render_markdown(Plan.build(provider="aws", cluster="c", desired=[fenced], actual=[]))
+    assert "`````diff\n" in out  # a fence longer than any run of backticks inside
 
 
 def test_compact_is_one_line_per_resource(capsys: pytest.CaptureFixture[str]) -> None:

@@ -199,7 +199,8 @@ def build_graph(
             if (e_open[a] and i_open[b]) or not families[a] & families[b]:
                 continue
             went = out.to(b) if out is not None else None
-            came = ingress[b].to(a) if ingress[b] is not None else None  # type: ignore[union-attr]
+            into = ingress[b]
+            came = into.to(a) if into is not None else None
             ports = (went.ports if went is not None else ALL) & (
                 came.ports if came is not None else ALL
             )

@@ -8,6 +8,7 @@ segment would not.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ def _value(value: Any) -> str:
 
 def _fence(lines: Sequence[str]) -> str:
     # A fence longer than any run of backticks inside keeps the block closed.
-    longest = max((len(part) for line in lines for part in line.split("`")[1::2]), default=0)
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
     fence = "`" * max(3, longest + 3)
     return "\n".join([f"{fence}diff", *lines, fence])
 
