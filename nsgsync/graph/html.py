@@ -27,6 +27,13 @@ def _asset(name: str) -> str:
 
 def to_html(graph: Graph) -> str:
     doc = graph.to_dict()
+    # Policy and rule names repeat from cell to cell: each is written once, cells point
+    # at it by number (a 4,000-segment page is a fraction of the size).
+    strings: dict[str, int] = {}
+
+    def intern(text: str) -> int:
+        return strings.setdefault(text, len(strings))
+
     # Short keys: the page of a 4,000-segment cluster carries every listed cell.
     data = {
         "cluster": graph.cluster,
@@ -47,14 +54,15 @@ def to_html(graph: Graph) -> str:
                 "b": c.dst,
                 "s": c.state,
                 "t": c.ports.text(),
-                "p": list(c.policies),
-                "eg": list(c.egress),
-                "ig": list(c.ingress),
+                "p": [intern(x) for x in c.policies],
+                "eg": [intern(x) for x in c.egress],
+                "ig": [intern(x) for x in c.ingress],
             }
             for c in graph.cells
         ],
         "findings": doc["findings"],
     }
+    data["strings"] = list(strings)
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     script = (
         _asset("page.js")

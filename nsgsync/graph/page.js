@@ -3,6 +3,7 @@
   "use strict";
   var D = JSON.parse(document.getElementById("graph-data").textContent);
   var E = D.endpoints, N = E.length, F = D.findings;
+  function text(i) { return esc(D.strings[i]); }
   var cellAt = new Map();
   D.cells.forEach(function (c) { cellAt.set(c.a * N + c.b, c); });
   var seg = E.map(function (e) { return e.kind === "segment"; });
@@ -128,9 +129,9 @@
       if (st.state === "na") h.push("<p>Neither side is a segment: nsgsync writes no rule here.</p>");
       else if (st.cell) {
         h.push("<p><b>" + esc(st.state) + "</b>: " + esc(st.cell.t) + "</p>");
-        h.push(list("policies", st.cell.p.map(esc)));
-        h.push(list("egress rules of " + from, st.cell.eg.map(esc)));
-        h.push(list("ingress rules of " + to, st.cell.ig.map(esc)));
+        h.push(list("policies", st.cell.p.map(text)));
+        h.push(list("egress rules of " + from, st.cell.eg.map(text)));
+        h.push(list("ingress rules of " + to, st.cell.ig.map(text)));
       } else if (st.state === "open") h.push("<p><b>open</b>: every protocol and port (no policy isolates " + esc(from) + "'s egress or " + esc(to) + "'s ingress).</p>");
       else h.push("<p><b>denied</b>: " + (E[a].eo ? "" : esc(from) + "'s egress is isolated; ") + (E[b].io ? "" : esc(to) + "'s ingress is isolated; ") + "no rule allows the pair.</p>");
       h.push(list("findings", findingsOf([from, to]).map(function (f) {
