@@ -173,3 +173,17 @@ def test_fail_on_warning_exits_1_on_a_widening(
     out, err = capsys.readouterr()
     assert json.loads(out)["kind"] == "Plan"
     assert "--fail-on warning:" in err
+
+
+def test_the_ci_examples_are_valid_yaml_running_the_markdown_plan() -> None:
+    import yaml
+
+    text = (ROOT / "docs/ci.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    github, gitlab = (yaml.safe_load(b) for b in blocks)
+    steps = github["jobs"]["plan"]["steps"]
+    assert any("-o markdown" in s.get("run", "") for s in steps)
+    assert any("gh pr comment" in s.get("run", "") for s in steps)
+    script = " ".join(gitlab["nsgsync-plan"]["script"])
+    assert "--offline -o markdown" in script
+    assert "/merge_requests/$CI_MERGE_REQUEST_IID/notes" in script

@@ -23,7 +23,6 @@ examples:
   nsgsync plan -f manifests/ --topology topology.yaml
   nsgsync plan -f manifests/ --topology topology.yaml --offline -o json   # in CI, no credentials
   nsgsync plan -f manifests/ --topology topology.yaml --detailed-exitcode --save-plan plan.json
-
   nsgsync plan -f manifests/ --topology topology.yaml --offline -o markdown --fail-on warning
 
 Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error or (with --fail-on)
