@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nsgsync.cli.main import main
 from nsgsync.intent import Finding, Severity
@@ -176,8 +177,6 @@ def test_fail_on_warning_exits_1_on_a_widening(
 
 
 def test_the_ci_examples_are_valid_yaml_running_the_markdown_plan() -> None:
-    import yaml
-
     text = (ROOT / "docs/ci.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     github, gitlab = (yaml.safe_load(b) for b in blocks)
