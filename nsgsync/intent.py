@@ -118,9 +118,18 @@ class Finding(BaseModel):
     message: str
     policy: str | None = None
     segment: str | None = None
+    # Every segment the finding concerns, where it concerns more than one (one cause, one
+    # finding: a peer widened in many segments); `segment` names it where it is just one.
+    segments: tuple[str, ...] | None = None
 
     def sort_key(self) -> tuple[str, str, str, str]:
         return (self.segment or "", self.policy or "", self.code, self.message)
+
+    def concerns(self) -> tuple[str, ...]:
+        """The segments this finding is about (none: the cluster, or policies only)."""
+        if self.segments:
+            return self.segments
+        return (self.segment,) if self.segment else ()
 
 
 class Intent(BaseModel):
