@@ -397,7 +397,7 @@ def test_misspelt_key_in_a_policy_suggests_the_right_one(
 
 def test_misspelt_key_deep_in_a_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, line = refused(tmp_path, capsys, POLICY.replace("{port: 80}", "{prot: 80}"))
-    assert 'field spec.ingress[0].ports[0].prot: unknown field \'prot\' (did you mean "port"?)' in (
+    assert "field spec.ingress[0].ports[0].prot: unknown field 'prot' (did you mean \"port\"?)" in (
         line
     )
 
@@ -444,7 +444,9 @@ def test_topology_label_selector_is_checked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write(tmp_path / "m", "p.yaml", POLICY)
-    text = TOPOLOGY.replace("namespace: shop", "namespace: shop, podSelector: {matchLabels: {a: true}}")
+    text = TOPOLOGY.replace(
+        "namespace: shop", "namespace: shop, podSelector: {matchLabels: {a: true}}"
+    )
     topology = write(tmp_path, "topology.yaml", text)
     code, _, err = compile_folder(tmp_path / "m", capsys, topology=topology)
     assert code == 1

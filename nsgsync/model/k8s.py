@@ -293,7 +293,10 @@ def _check_cidr(text: str) -> str:
             f"{excerpt(text)} is not a valid CIDR (expected e.g. 10.0.0.0/16)"
         ) from None
     if "/" not in text:
-        raise ValueError(f"{excerpt(text)} is not a CIDR: it has no prefix length (e.g. {text}/32)")
+        raise ValueError(
+            f"{excerpt(text)} is not a CIDR: it has no prefix length "
+            f"(e.g. {excerpt(text)[1:-1]}/32)"
+        )
     return text
 
 

@@ -63,6 +63,7 @@ STDIN_NAME = "<stdin>"
 # turns a recursive reader into a crash.
 MAX_DEPTH = 100
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_MESSAGE_LIMIT = 600
 _OBJECT_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
 _META_KEYS = (
     "name",
@@ -261,6 +262,21 @@ PURE_LOADER: type[Any] = _loader_class(yaml.SafeLoader)
 FAST_LOADER: type[Any] = _loader_class(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def _shown(value: object) -> str:
+    """A key or name as it may appear in a message: itself when short and printable."""
+    if isinstance(value, str) and value.isprintable() and 0 < len(value) <= 100:
+        return value
+    return excerpt(value)
+
+
+def _file_name(path: Path) -> str:
+    # A file name may hold a newline or a terminal escape: the error stays one clean line.
+    name = str(path)
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def _line_of(text: str, position: int) -> int:
     return text.count("\n", 0, max(position, 0)) + 1
 
@@ -400,8 +416,8 @@ def read_documents(path: Path, *, loader: type[Any] = FAST_LOADER) -> Iterator[D
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read file: {exc}", file=str(path)) from None
-    yield from parse_text(text, str(path), json_text=path.suffix == ".json", loader=loader)
+        raise InputError(f"cannot read file: {exc}", file=_file_name(path)) from None
+    yield from parse_text(text, _file_name(path), json_text=path.suffix == ".json", loader=loader)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -425,9 +441,11 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         elif path.is_file():
             files = iter([path])
         elif path.is_symlink():
-            raise InputError("a broken symbolic link (its target does not exist)", file=str(path))
+            raise InputError(
+                "a broken symbolic link (its target does not exist)", file=_file_name(path)
+            )
         else:
-            raise InputError("no such file or folder", file=str(path))
+            raise InputError("no such file or folder", file=_file_name(path))
         for file in files:
             real = file.resolve()
             if real not in seen:
@@ -441,12 +459,12 @@ def _walk(top: Path, folder: Path, parents: tuple[Path, ...]) -> Iterator[Path]:
         raise InputError(
             f"a symbolic link loop: this folder is {real}, which contains it; remove the link "
             f"or point -f elsewhere",
-            file=str(folder),
+            file=_file_name(folder),
         )
     try:
         children = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        raise InputError(f"cannot read folder: {exc}", file=str(folder)) from None
+        raise InputError(f"cannot read folder: {exc}", file=_file_name(folder)) from None
     for entry in children:
         if entry.name.startswith("."):
             continue
@@ -457,7 +475,9 @@ def _walk(top: Path, folder: Path, parents: tuple[Path, ...]) -> Iterator[Path]:
             if child.suffix in _SUFFIXES:
                 yield child
         elif entry.is_symlink() and child.suffix in _SUFFIXES:
-            raise InputError("a broken symbolic link (its target does not exist)", file=str(child))
+            raise InputError(
+                "a broken symbolic link (its target does not exist)", file=_file_name(child)
+            )
 
 
 def _flatten(doc: Document) -> Iterator[Document]:
@@ -468,7 +488,7 @@ def _flatten(doc: Document) -> Iterator[Document]:
             return
         if not isinstance(items, list):
             raise InputError(
-                f"a {kind}'s items must be a list, not {excerpt(items)}",
+                f"a {excerpt(kind)}'s items must be a list, not {excerpt(items)}",
                 file=doc.file,
                 line=_line_at(doc, ["items"]),
                 field="items",
@@ -545,7 +565,7 @@ def _format_loc(loc: Iterable[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else part
+            out += f".{_shown(part)}" if out else _shown(part)
     return out
 
 
@@ -602,6 +622,9 @@ def _first_error(
         msg = _TYPE_WORDS[kind]
         if kind != "missing":
             msg += f", not {excerpt(err.get('input'))}"
+    if len(msg) > _MESSAGE_LIMIT:
+        # The models' own messages should quote excerpts; this bounds the ones that do not.
+        msg = msg[: _MESSAGE_LIMIT - 3] + "..."
     return loc, field, msg
 
 
@@ -644,7 +667,7 @@ def _object_keys(doc: Document, *, kind: str, obj: str | None) -> None:
                 file=doc.file,
                 line=_line_at(doc, [key] if isinstance(key, str) else []),
                 obj=obj,
-                field=str(key) if isinstance(key, str) else None,
+                field=_shown(key),
             )
     meta = doc.body.get("metadata")
     if meta is None:
@@ -665,7 +688,7 @@ def _object_keys(doc: Document, *, kind: str, obj: str | None) -> None:
                 file=doc.file,
                 line=_line_at(doc, ["metadata", key] if isinstance(key, str) else ["metadata"]),
                 obj=obj,
-                field=f"metadata.{key}",
+                field=f"metadata.{_shown(key)}",
             )
 
 
@@ -1002,7 +1025,7 @@ def _topology(doc: Document, where: str) -> Topology:
             msg,
             file=where,
             line=_line_at(doc, loc) if doc.node is not None else None,
-            obj=f"Topology {cluster if isinstance(cluster, str) else '?'}"[:80],
+            obj=f"Topology {_shown(cluster) if isinstance(cluster, str) else '?'}",
             field=field or None,
         ) from None
 
@@ -1010,7 +1033,9 @@ def _topology(doc: Document, where: str) -> Topology:
 def load_topology(path: str | Path) -> Topology:
     docs = list(read_documents(Path(path)))
     if len(docs) != 1:
-        raise TopologyError(f"expected one Topology document, found {len(docs)}", file=str(path))
+        raise TopologyError(
+            f"expected one Topology document, found {len(docs)}", file=_file_name(Path(path))
+        )
     return _topology(docs[0], docs[0].file)
 
 
