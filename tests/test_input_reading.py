@@ -312,13 +312,20 @@ def test_container_port_types(
         ("tier: frontend", "Example.com/tier: a", "matchLabels", "prefix part a lowercase RFC"),
         ("tier: frontend", "a/b/c: a", "matchLabels", "a qualified name"),
         ("tier: frontend", "/tier: a", "matchLabels", "prefix part must be non-empty"),
-        ("{matchLabels: {tier: frontend}}", "{matchExpressions: [{key: 'a b', operator: Exists}]}",
-         "matchExpressions[0].key", "name part must consist"),
-        ("{matchLabels: {tier: frontend}}",
-         "{matchExpressions: [{key: a, operator: In, values: ['x y']}]}",
-         "matchExpressions[0].values", "a valid label must be"),
+        (
+            "{matchLabels: {tier: frontend}}",
+            "{matchExpressions: [{key: 'a b', operator: Exists}]}",
+            "matchExpressions[0].key",
+            "name part must consist",
+        ),
+        (
+            "{matchLabels: {tier: frontend}}",
+            "{matchExpressions: [{key: a, operator: In, values: ['x y']}]}",
+            "matchExpressions[0].values",
+            "a valid label must be",
+        ),
     ],
-)  # fmt: skip
+)
 def test_selector_labels_are_checked_like_the_api_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, field: str, words: str
 ) -> None:
@@ -336,26 +343,49 @@ def test_empty_label_value_is_fine(tmp_path: Path, capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(
     ("text", "obj_field", "words"),
     [
-        (POLICY.replace("name: p,", "name: My_Policy,"), "field metadata.name", "RFC 1123 subdomain"),
+        (
+            POLICY.replace("name: p,", "name: My_Policy,"),
+            "field metadata.name",
+            "RFC 1123 subdomain",
+        ),
         (POLICY.replace("name: p,", "name: 7,"), "field metadata.name", "must be a string"),
-        (POLICY.replace("namespace: shop", "namespace: Shop"), "NetworkPolicy p: field metadata.namespace",
-         "RFC 1123 label"),
-        (POLICY.replace("namespace: shop", "namespace: a.b"), "field metadata.namespace", "RFC 1123 label"),
+        (
+            POLICY.replace("namespace: shop", "namespace: Shop"),
+            "NetworkPolicy p: field metadata.namespace",
+            "RFC 1123 label",
+        ),
+        (
+            POLICY.replace("namespace: shop", "namespace: a.b"),
+            "field metadata.namespace",
+            "RFC 1123 label",
+        ),
         ("kind: Namespace\nmetadata: {name: shop.eu}\n", "field metadata.name", "RFC 1123 label"),
-        ("kind: Namespace\nmetadata: {name: shop, labels: {team: a b}}\n",
-         "Namespace shop: field metadata.labels", "a valid label must be"),
-        ("kind: Namespace\nmetadata: {name: shop, labels: {team: 1}}\n",
-         "Namespace shop: field metadata.labels", "strings to strings"),
-        (WORKLOAD.replace("tier: db", "tier: d b").replace("PORT", "{containerPort: 1}"),
-         "Deployment shop/db: field spec.template.metadata.labels", "a valid label must be"),
+        (
+            "kind: Namespace\nmetadata: {name: shop, labels: {team: a b}}\n",
+            "Namespace shop: field metadata.labels",
+            "a valid label must be",
+        ),
+        (
+            "kind: Namespace\nmetadata: {name: shop, labels: {team: 1}}\n",
+            "Namespace shop: field metadata.labels",
+            "strings to strings",
+        ),
+        (
+            WORKLOAD.replace("tier: db", "tier: d b").replace("PORT", "{containerPort: 1}"),
+            "Deployment shop/db: field spec.template.metadata.labels",
+            "a valid label must be",
+        ),
         ("kind: Pod\nmetadata: {name: Web, namespace: shop}\n", "field metadata.name", "subdomain"),
-        ("kind: Namespace\nmetadata: {name: shop, lables: {team: a}}\n", "field metadata.lables",
-         'did you mean "labels"'),
+        (
+            "kind: Namespace\nmetadata: {name: shop, lables: {team: a}}\n",
+            "field metadata.lables",
+            'did you mean "labels"',
+        ),
         (POLICY.replace("spec:", "specs:"), "field specs", 'did you mean "spec"'),
         ("metadata: {name: p}\nspec: {}\n", "field kind", "kind is missing"),
         ("kind: List\nitems: {a: b}\n", "field items", "must be a list"),
     ],
-)  # fmt: skip
+)
 def test_names_and_labels_are_checked_like_the_api_server(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, obj_field: str, words: str
 ) -> None:
@@ -418,10 +448,14 @@ segments:
     [
         ("segments:", "segmnets:", "segmnets", "segments"),
         ("cidrs: [10.0.1.0/24]", "cidr: [10.0.1.0/24]", "segments[0].cidr", "cidrs"),
-        ("namespace: shop", "namespace: shop, podSelecter: {}", "segments[0].podSelecter",
-         "podSelector"),
+        (
+            "namespace: shop",
+            "namespace: shop, podSelecter: {}",
+            "segments[0].podSelecter",
+            "podSelector",
+        ),
     ],
-)  # fmt: skip
+)
 def test_misspelt_topology_key_suggests_the_right_one(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -516,10 +550,12 @@ def test_namespace_twice_alike_is_fine(tmp_path: Path, capsys: pytest.CaptureFix
 # --- 10. standard input ---
 
 
+TOPOLOGY_ARGS = ["--topology", str(EXAMPLE_TOPOLOGY), "-o", "json"]
+
+
 def _run_stdin(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nsgsync.cli.main", "compile", "-f", "-"]
-        + ["--topology", str(EXAMPLE_TOPOLOGY), "-o", "json"],
+        [sys.executable, "-m", "nsgsync.cli.main", "compile", "-f", "-", *TOPOLOGY_ARGS],
         input=text,
         capture_output=True,
         text=True,
