@@ -300,6 +300,27 @@ def test_container_port_types(
     assert words in line
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("    spec:\n", "    spec:\n      hostNetwork: 'true'\n", "spec.template.spec.hostNetwork",
+         "hostNetwork must be true or false, not 'true'"),
+        ("        - name: c\n          ports: [{containerPort: 1}]\n", "        - [c]\n",
+         "spec.template.spec.containers[0]",
+         "must be a mapping, not ['c']"),
+        ("    metadata: {labels: {tier: db}}", "    metadata: [tier]", "spec.template.metadata",
+         "must be a mapping"),
+    ],
+)  # fmt: skip
+def test_pod_template_of_the_wrong_shape_is_an_error_not_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, field: str, words: str
+) -> None:
+    text = WORKLOAD.replace("PORT", "{containerPort: 1}")
+    assert old in text
+    _, line = refused(tmp_path, capsys, text.replace(old, new))
+    assert f"Deployment shop/db: field {field}: {words}" in line
+
+
 # --- 5. Kubernetes' name and label syntax ---
 
 

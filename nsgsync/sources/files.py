@@ -81,6 +81,7 @@ _META_KEYS = (
     "ownerReferences",
     "finalizers",
     "managedFields",
+    "clusterName",
 )
 
 
@@ -116,73 +117,68 @@ def _allowed_alias_ratio(decoded: int) -> float:
     return 0.99 - 0.89 * (decoded - 400_000) / 3_600_000
 
 
-def _check_shape(root: Node) -> None:
-    """Refuse a node graph that is too deep, refers to itself, or expands too far.
+class _Shape:
+    """Walks a document's node graph once: depth, self-reference and alias expansion.
 
     Aliases make the graph a DAG whose expansion (what every later reader walks) can be
-    exponential in the file's size: a few hundred bytes can stand for gigabytes.
+    exponential in the file's size: a few hundred bytes can stand for gigabytes. Recursion
+    stops at MAX_DEPTH, so it never comes near Python's own limit.
     """
-    size: dict[int, int] = {}
-    depth: dict[int, int] = {}
-    on_path: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[int, int]] = {}  # id -> (expanded size, height)
+        self.on_path: set[int] = set()
+        self.aliased = 0
+
+    def walk(self, node: Node, level: int) -> tuple[int, int]:
         key = id(node)
-        if isinstance(node, ScalarNode):
-            continue
-        kids: list[Node] = (
+        known = self.seen.get(key)
+        if known is not None:
+            # A second visit is an alias: its whole expansion comes on top.
+            self.aliased += known[0]
+            if level + known[1] - 1 > MAX_DEPTH:
+                raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
+            return known
+        if level > MAX_DEPTH:
+            raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
+        if key in self.on_path:
+            raise _Refused("an alias refers to a node that contains it", _line(node))
+        self.on_path.add(key)
+        total, height = 1, 1
+        kids = (
             [n for pair in node.value for n in pair]
             if isinstance(node, MappingNode)
-            else list(node.value)
+            else node.value
         )
-        if done:
-            on_path.discard(key)
-            total, deepest = 1, 0
-            for kid in kids:
-                kid_id = id(kid)
-                total += size.get(kid_id, 1)
-                deepest = max(deepest, depth.get(kid_id, 1))
-            size[key] = total
-            depth[key] = deepest + 1
-            if deepest + 1 > MAX_DEPTH:
-                raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", node.start_mark.line + 1)
-            continue
-        if key in size:
-            continue
-        if key in on_path:
-            raise _Refused("an alias refers to a node that contains it", node.start_mark.line + 1)
-        on_path.add(key)
-        stack.append((node, True))
-        stack.extend((kid, False) for kid in kids if not isinstance(kid, ScalarNode))
-    expanded = size.get(id(root), 1)
-    if expanded <= 1000:
+        for kid in kids:
+            if kid.__class__ is ScalarNode:
+                total += 1
+            else:
+                kid_size, kid_height = self.walk(kid, level + 1)
+                total += kid_size
+                height = max(height, kid_height + 1)
+        self.on_path.discard(key)
+        self.seen[key] = (total, height)
+        return total, height
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _check_shape(root: Node) -> None:
+    """Refuse a document nested too deep, that refers to itself, or that expands too far."""
+    if isinstance(root, ScalarNode):
         return
-    aliased = expanded - len(size) - _distinct_scalars(root)
-    if aliased > 100 and aliased / expanded > _allowed_alias_ratio(expanded):
+    shape = _Shape()
+    expanded, _ = shape.walk(root, 1)
+    aliased = shape.aliased
+    if aliased > 100 and expanded > 1000 and aliased / expanded > _allowed_alias_ratio(expanded):
         raise _Refused(
             f"excessive aliasing: the document expands to {expanded} nodes, "
             f"{aliased} of them through aliases",
-            root.start_mark.line + 1,
+            _line(root),
         )
-
-
-def _distinct_scalars(root: Node) -> int:
-    done: set[int] = set()
-    scalars = 0
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in done:
-            continue
-        done.add(id(node))
-        if isinstance(node, ScalarNode):
-            scalars += 1
-        elif isinstance(node, MappingNode):
-            stack.extend(n for pair in node.value for n in pair)
-        else:
-            stack.extend(node.value)
-    return scalars
 
 
 def _strict_mapping(self: Any, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -437,7 +433,7 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             continue
         path = Path(raw)
         if path.is_dir():
-            files = _walk(path, path, ())
+            files = _walk(path, ())
         elif path.is_file():
             files = iter([path])
         elif path.is_symlink():
@@ -453,7 +449,7 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 yield file
 
 
-def _walk(top: Path, folder: Path, parents: tuple[Path, ...]) -> Iterator[Path]:
+def _walk(folder: Path, parents: tuple[Path, ...]) -> Iterator[Path]:
     real = folder.resolve()
     if real in parents:
         raise InputError(
@@ -470,7 +466,7 @@ def _walk(top: Path, folder: Path, parents: tuple[Path, ...]) -> Iterator[Path]:
             continue
         child = Path(entry.path)
         if entry.is_dir(follow_symlinks=True):
-            yield from _walk(top, child, (*parents, real))
+            yield from _walk(child, (*parents, real))
         elif entry.is_file(follow_symlinks=True):
             if child.suffix in _SUFFIXES:
                 yield child
@@ -828,8 +824,7 @@ def _container_port(
         )
 
     if not isinstance(port, dict):
-        return_error = fail(f"a container port must be a mapping, not {excerpt(port)}", None)
-        raise return_error
+        raise fail(f"a container port must be a mapping, not {excerpt(port)}", None)
     number = port.get("containerPort")
     if number is None:
         raise fail(
@@ -861,14 +856,23 @@ def _pod_from_spec(
     doc: Document, *, namespace: str, name: str, kind: str, template: Any, prefix: str
 ) -> PodInfo | None:
     obj = f"{kind} {namespace}/{name}"
-    if not isinstance(template, dict):
+    if template is None:
+        # A workload without a template (a kustomize patch, say) names no pods.
         return None
-    meta = template.get("metadata") or {}
-    spec = template.get("spec") or {}
-    if not isinstance(meta, dict) or not isinstance(spec, dict):
-        return None
-    labels = _labels(meta.get("labels"), doc=doc, obj=obj, field=f"{prefix}metadata.labels")
     base: list[str | int] = [p for p in prefix.split(".") if p]
+    template = _mapping(template, doc=doc, obj=obj, path=base)
+    meta = _mapping(template.get("metadata"), doc=doc, obj=obj, path=[*base, "metadata"])
+    spec = _mapping(template.get("spec"), doc=doc, obj=obj, path=[*base, "spec"])
+    host_network = spec.get("hostNetwork")
+    if host_network is not None and not isinstance(host_network, bool):
+        raise InputError(
+            f"hostNetwork must be true or false, not {excerpt(host_network)}",
+            file=doc.file,
+            line=_line_at(doc, [*base, "spec", "hostNetwork"]),
+            obj=obj,
+            field=f"{prefix}spec.hostNetwork",
+        )
+    labels = _labels(meta.get("labels"), doc=doc, obj=obj, field=f"{prefix}metadata.labels")
     ports: list[ContainerPort] = []
     for group in ("initContainers", "containers"):
         containers = spec.get(group) or []
@@ -881,8 +885,7 @@ def _pod_from_spec(
                 field=f"{prefix}spec.{group}",
             )
         for ci, container in enumerate(containers):
-            if not isinstance(container, dict):
-                continue
+            container = _mapping(container, doc=doc, obj=obj, path=[*base, "spec", group, ci])
             container_ports = container.get("ports") or []
             if not isinstance(container_ports, list):
                 raise InputError(
@@ -910,15 +913,31 @@ def _pod_from_spec(
         kind=kind,
         labels=labels,
         ports=tuple(ports),
-        host_network=spec.get("hostNetwork") is True,
+        host_network=host_network is True,
         ip=ip if isinstance(ip, str) else None,
+    )
+
+
+def _mapping(value: Any, *, doc: Document, obj: str, path: list[str | int]) -> dict[str, Any]:
+    """`value` if a mapping, {} if absent; anything else is an error, not a skipped pod."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise InputError(
+        f"must be a mapping, not {excerpt(value)}",
+        file=doc.file,
+        line=_line_at(doc, path),
+        obj=obj,
+        field=_format_loc(path),
     )
 
 
 def parse_pod(doc: Document) -> PodInfo | None:
     kind = str(doc.body.get("kind"))
     namespace, name = _metadata(doc)
-    spec = doc.body.get("spec") or {}
+    obj = f"{kind} {namespace}/{name}"
+    spec = _mapping(doc.body.get("spec"), doc=doc, obj=obj, path=["spec"])
     if kind == "Pod":
         return _pod_from_spec(
             doc,
@@ -928,11 +947,10 @@ def parse_pod(doc: Document) -> PodInfo | None:
             template={"metadata": doc.body.get("metadata"), "spec": spec},
             prefix="",
         )
-    if not isinstance(spec, dict):
-        return None
     if kind == "CronJob":
-        job = spec.get("jobTemplate") or {}
-        template = (job.get("spec") or {}).get("template") if isinstance(job, dict) else None
+        job = _mapping(spec.get("jobTemplate"), doc=doc, obj=obj, path=["spec", "jobTemplate"])
+        job_spec = _mapping(job.get("spec"), doc=doc, obj=obj, path=["spec", "jobTemplate", "spec"])
+        template = job_spec.get("template")
         return _pod_from_spec(
             doc,
             namespace=namespace,
