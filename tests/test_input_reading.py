@@ -147,6 +147,17 @@ def test_json_duplicate_key_is_an_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "duplicate key 'name'" in line
 
 
+def test_a_file_that_is_not_utf8_names_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m" / "latin1.yaml"
+    path.parent.mkdir()
+    path.write_bytes(POLICY.replace("name: p", "name: caf\xe9").encode("latin-1"))
+    code, _, err = compile_folder(tmp_path / "m", capsys)
+    assert code == 1
+    assert err.startswith(f"error: {path}:3: not UTF-8 text: byte 0xe9")
+
+
 # --- 2. duplicate keys ---
 
 

@@ -203,7 +203,7 @@ def _strict_mapping(self: Any, node: MappingNode, deep: bool = False) -> dict[An
             if marker in first:
                 raise _Refused(
                     f"duplicate key {excerpt(key)} (first at line {first[marker]}); "
-                    "Kubernetes refuses a key written twice: keep one",
+                    "keep one (kubectl refuses a key written twice)",
                     line,
                 )
             first[marker] = line
@@ -327,8 +327,7 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         for key, _ in pairs:
             if key in seen:
                 raise _Refused(
-                    f"duplicate key {excerpt(key)}; Kubernetes refuses a key written twice: "
-                    "keep one",
+                    f"duplicate key {excerpt(key)}: keep one (kubectl refuses a key written twice)",
                     None,
                 )
             seen.add(key)
@@ -410,9 +409,17 @@ def read_documents(path: Path, *, loader: type[Any] = FAST_LOADER) -> Iterator[D
         yield from parse_text(text, name, json_text=text.lstrip().startswith("{"), loader=loader)
         return
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise InputError(f"cannot read file: {exc}", file=_file_name(path)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"not UTF-8 text: byte {data[exc.start]:#04x} cannot be decoded (save it as UTF-8)",
+            file=_file_name(path),
+            line=data.count(b"\n", 0, exc.start) + 1,
+        ) from None
     yield from parse_text(text, _file_name(path), json_text=path.suffix == ".json", loader=loader)
 
 
