@@ -268,6 +268,7 @@ def test_control_character_names_file_and_line(
         ("{port: 80, endPort: '90'}", "ports[0].endPort", "must be an integer, not '90'"),
         ("{port: 80, endPort: true}", "ports[0].endPort", "must be an integer, not True"),
         ("{port: web--http}", "ports[0].port", "consecutive hyphens"),
+        ('{port: "http\\n"}', "ports[0].port", "alpha-numeric"),
     ],
 )
 def test_port_types_are_not_coerced(
@@ -344,6 +345,8 @@ def test_pod_template_of_the_wrong_shape_is_an_error_not_skipped(
         ("tier: frontend", "Example.com/tier: a", "matchLabels", "prefix part a lowercase RFC"),
         ("tier: frontend", "a/b/c: a", "matchLabels", "a qualified name"),
         ("tier: frontend", "/tier: a", "matchLabels", "prefix part must be non-empty"),
+        ("tier: frontend", 'tier: "db\\n"', "matchLabels", "a valid label must be"),
+        ("tier: frontend", '"tier\\n": db', "matchLabels", "name part must consist"),
         (
             "{matchLabels: {tier: frontend}}",
             "{matchExpressions: [{key: 'a b', operator: Exists}]}",
@@ -408,6 +411,7 @@ def test_empty_label_value_is_fine(tmp_path: Path, capsys: pytest.CaptureFixture
             "a valid label must be",
         ),
         ("kind: Pod\nmetadata: {name: Web, namespace: shop}\n", "field metadata.name", "subdomain"),
+        ('kind: Namespace\nmetadata: {name: "shop\\n"}\n', "field metadata.name", "RFC 1123 label"),
         (
             "kind: Namespace\nmetadata: {name: shop, lables: {team: a}}\n",
             "field metadata.lables",

@@ -30,13 +30,12 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 # --- Kubernetes' name and label syntax (k8s.io/apimachinery/pkg/util/validation), with the
 # API server's wording, so that a manifest nsgsync accepts is one the cluster accepts too.
+# Always fullmatch: `$` would let a trailing newline through.
 
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 _QUALIFIED_NAME_MSG = (
     "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
@@ -67,7 +66,7 @@ def dns1123_label_errors(value: str) -> list[str]:
     errors = []
     if len(value) > 63:
         errors.append("must be no more than 63 characters")
-    if not _DNS1123_LABEL.match(value):
+    if not _DNS1123_LABEL.fullmatch(value):
         errors.append(_DNS1123_LABEL_MSG)
     return errors
 
@@ -77,7 +76,7 @@ def dns1123_subdomain_errors(value: str) -> list[str]:
     errors = []
     if len(value) > 253:
         errors.append("must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN.match(value):
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
         errors.append(_DNS1123_SUBDOMAIN_MSG)
     return errors
 
@@ -104,7 +103,7 @@ def label_key_errors(key: str) -> list[str]:
     errors = []
     if len(name) > 63:
         errors.append("name part must be no more than 63 characters")
-    if not _QUALIFIED_NAME.match(name):
+    if not _QUALIFIED_NAME.fullmatch(name):
         errors.append(f"name part {_QUALIFIED_NAME_MSG}")
     return errors
 
@@ -113,7 +112,7 @@ def label_value_errors(value: str) -> list[str]:
     errors = []
     if len(value) > 63:
         errors.append("must be no more than 63 characters")
-    if not _LABEL_VALUE.match(value):
+    if not _LABEL_VALUE.fullmatch(value):
         errors.append(_LABEL_VALUE_MSG)
     return errors
 
@@ -123,7 +122,7 @@ def port_name_errors(value: str) -> list[str]:
     errors = []
     if len(value) > 15:
         errors.append("must be no more than 15 characters")
-    if not re.match(r"^[-a-z0-9]*$", value):
+    if not re.fullmatch(r"[-a-z0-9]*", value):
         errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
     if "--" in value:
         errors.append("must not contain consecutive hyphens (-)")
