@@ -71,6 +71,7 @@ print(len(docs))
 @dataclass
 class Sample:
     wall_s: float
+    cpu_s: float
     rss_mb: float
     exit_code: int
     out_bytes: int
@@ -83,6 +84,7 @@ class Row:
     argv: list[str]
     runs: int
     wall_s: float | None = None  # median; None when it failed or timed out
+    cpu_s: float | None = None  # median of user + system time: less disturbed by other load
     rss_mb: float | None = None  # the largest of the runs
     out_bytes: int | None = None
     findings: int | None = None
@@ -149,7 +151,8 @@ def run_child(argv: list[str], *, out: Path, timeout: float) -> Sample:
         wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in KiB on Linux (bytes on macOS; these figures are Linux ones).
-    return Sample(wall, usage.ru_maxrss / 1024, child.returncode, out.stat().st_size)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Sample(wall, cpu, usage.ru_maxrss / 1024, child.returncode, out.stat().st_size)
 
 
 def _stderr_tail(out: Path) -> str:
@@ -192,12 +195,14 @@ def measure(
             break
         samples.append(sample)
         progress(
-            f"size {size}: {command}: {sample.wall_s:.2f} s, {sample.rss_mb:.0f} MB, "
+            f"size {size}: {command}: {sample.wall_s:.2f} s ({sample.cpu_s:.2f} s CPU), "
+            f"{sample.rss_mb:.0f} MB, "
             f"{sample.out_bytes:,} bytes"
         )
     row.runs = len(samples)
     if samples and row.status == "ok":
         row.wall_s = statistics.median(s.wall_s for s in samples)
+        row.cpu_s = statistics.median(s.cpu_s for s in samples)
         row.rss_mb = max(s.rss_mb for s in samples)
         row.out_bytes = samples[-1].out_bytes
         for key, value in _count(command, out).items():
@@ -287,24 +292,26 @@ def _ratio(value: float | None, floor: float | None) -> str:
 
 def table(results: list[SizeResult]) -> str:
     lines = [
-        "| policies | command | runs | wall (s) | peak RSS (MB) | output (MB) | findings "
-        "| Intent rules | cloud resources | wall / floor | RSS / floor |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| policies | command | runs | wall (s) | CPU (s) | peak RSS (MB) | output (MB) "
+        "| findings | Intent rules | cloud resources | wall / floor | CPU / floor "
+        "| RSS / floor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         f = res.floor
         for row in [f, *res.rows]:
             head = f"| {res.size:,} | {row.command} | {row.runs} "
             if row.status != "ok":
-                lines.append(head + f"| {row.status} | — | — | — | — | — | — | — |")
+                lines.append(head + f"| {row.status} | — | — | — | — | — | — | — | — | — |")
                 continue
-            assert row.wall_s is not None and row.rss_mb is not None
+            assert row.wall_s is not None and row.cpu_s is not None and row.rss_mb is not None
             out_mb = "—" if row is f or row.out_bytes is None else f"{row.out_bytes / 1e6:.1f}"
             lines.append(
-                head + f"| {row.wall_s:.2f} | {row.rss_mb:.0f} "
+                head + f"| {row.wall_s:.2f} | {row.cpu_s:.2f} | {row.rss_mb:.0f} "
                 f"| {out_mb} | {_num(row.findings)} | {_num(row.rules)} "
                 f"| {_num(row.resources)} "
                 f"| {'' if row is f else _ratio(row.wall_s, f.wall_s)} "
+                f"| {'' if row is f else _ratio(row.cpu_s, f.cpu_s)} "
                 f"| {'' if row is f else _ratio(row.rss_mb, f.rss_mb)} |"
             )
     return "\n".join(lines) + "\n"
@@ -366,8 +373,9 @@ def block(results: list[SizeResult], *, repeat: int, full: bool) -> str:
         f"Measured {date} at commit {_commit()} by `python -m benchmarks.run "
         f"--sizes {','.join(str(r.size) for r in results)} --repeat {repeat}`, "
         f"on {machine()}, other jobs possibly running. Wall: the median of the runs (one at "
-        "10,000 policies and more); peak RSS: the child's `ru_maxrss`, the largest of the runs. "
-        "Plan output has no findings; explain prints a few lines.\n"
+        "10,000 policies and more); CPU: the child's user + system time (median), less "
+        "disturbed than wall by other jobs; peak RSS: the child's `ru_maxrss`, the largest of "
+        "the runs. Plan output has no findings; explain prints a few lines.\n"
     )
     parts = [head, table(results)]
     if full:
