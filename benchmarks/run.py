@@ -34,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -377,7 +378,7 @@ def block(results: list[SizeResult], *, repeat: int, full: bool) -> str:
         "disturbed than wall by other jobs; peak RSS: the child's `ru_maxrss`, the largest of "
         "the runs. Plan output has no findings; explain prints a few lines.\n"
     )
-    parts = [head, table(results)]
+    parts = [textwrap.fill(head, width=92) + "\n", table(results)]
     if full:
         parts += ["The generated clusters:\n", cluster_table(results)]
     return "\n".join(parts)
