@@ -6,13 +6,13 @@ ANY; `ports` a list of inclusive [from, to] ranges or None for every port.
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nsgsync.jsontext import pretty
 from nsgsync.net import AddressSet
 
 API_VERSION = "nsgsync.io/v1alpha1"
@@ -196,4 +196,4 @@ class Intent(BaseModel):
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return pretty(self.to_dict())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from nsgsync.cli.common import add_input_options, read_inputs
 from nsgsync.explain import cloud_side_tables, explain, render, to_dict
+from nsgsync.jsontext import pretty
 
 EXAMPLES = """\
 examples:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         cloud=cloud,
     )
     if args.output == "json":
-        print(json.dumps(to_dict(result), indent=2))
+        print(pretty(to_dict(result)), end="")
     else:
         print(render(result), end="")
     return result.exit_code

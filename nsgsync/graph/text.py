@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from nsgsync.graph import Graph
+from nsgsync.jsontext import pretty
 
 
 def to_json(graph: Graph) -> str:
-    return json.dumps(graph.to_dict(), indent=2) + "\n"
+    return pretty(graph.to_dict())
 
 
 def edges(graph: Graph) -> Iterator[tuple[int, int, str, str]]:
