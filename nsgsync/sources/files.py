@@ -168,13 +168,121 @@ def _line(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class _Fallback(Exception):
+    """A node the one-pass builder leaves to PyYAML's constructor (merge keys, odd tags)."""
+
+
+class _Builder:
+    """A document's value from its nodes in one pass, checked as it is built.
+
+    Depth, self-reference, alias expansion and duplicate keys are checked on the way, as
+    `_Shape` and `_strict_mapping` do. PyYAML's generic constructor walks every node
+    through generators and a state machine, and the checks needed a walk of their own:
+    together they were most of the time spent reading a large folder. What this builder
+    does not handle (merge keys, tags beyond map, seq and scalars) raises _Fallback, and
+    the document is read the generic way.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.constructors: dict[Any, Any] = loader.yaml_constructors
+        self.done: dict[int, tuple[Any, int, int]] = {}  # id -> (value, expanded size, height)
+        self.on_path: set[int] = set()
+        self.aliased = 0
+
+    def scalar(self, node: ScalarNode) -> Any:
+        tag = node.tag
+        if tag == _STR_TAG:
+            return node.value
+        construct = self.constructors.get(tag)
+        if construct is None:
+            raise _Fallback
+        return construct(self.loader, node)
+
+    def build(self, node: Node, level: int) -> tuple[Any, int, int]:
+        """(value, expanded size, height) of `node`, at nesting `level`."""
+        cls = node.__class__
+        if cls is ScalarNode:
+            return self.scalar(node), 1, 1  # type: ignore[arg-type]
+        key = id(node)
+        known = self.done.get(key)
+        if known is not None:
+            # A second visit is an alias: its whole expansion comes on top.
+            self.aliased += known[1]
+            if level + known[2] - 1 > MAX_DEPTH:
+                raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
+            return known
+        if level > MAX_DEPTH:
+            raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
+        if key in self.on_path:
+            raise _Refused("an alias refers to a node that contains it", _line(node))
+        self.on_path.add(key)
+        size, height = 1, 1
+        value: Any
+        if cls is SequenceNode and node.tag == _SEQ_TAG:
+            value = []
+            for kid in node.value:
+                item, kid_size, kid_height = self.build(kid, level + 1)
+                value.append(item)
+                size += kid_size
+                if kid_height >= height:
+                    height = kid_height + 1
+        elif cls is MappingNode and node.tag == _MAP_TAG:
+            assert isinstance(node, MappingNode)
+            value = {}
+            for key_node, value_node in node.value:
+                if key_node.__class__ is not ScalarNode or key_node.tag == _MERGE_TAG:
+                    raise _Fallback
+                name = self.scalar(key_node)
+                if name in value:
+                    raise _Refused(
+                        f"duplicate key {excerpt(name)} (first at line "
+                        f"{_first_line(node, key_node, name, self)}); keep one (kubectl "
+                        "refuses a key written twice)",
+                        _line(key_node),
+                    )
+                item, kid_size, kid_height = self.build(value_node, level + 1)
+                value[name] = item
+                size += 1 + kid_size
+                if kid_height >= height:
+                    height = kid_height + 1
+        else:
+            raise _Fallback
+        self.on_path.discard(key)
+        self.done[key] = (value, size, height)
+        return value, size, height
+
+    def document(self, root: Node) -> Any:
+        value, expanded, _ = self.build(root, 1)
+        _check_aliasing(expanded, self.aliased, root)
+        return value
+
+
+def _first_line(mapping: MappingNode, again: Node, name: Any, builder: _Builder) -> int:
+    for key_node, _ in mapping.value:
+        if key_node is again:
+            break
+        if builder.scalar(key_node) == name:
+            return _line(key_node)
+    return _line(again)  # pragma: no cover - the key was seen before `again`
+
+
 def _check_shape(root: Node) -> None:
     """Refuse a document nested too deep, that refers to itself, or that expands too far."""
     if isinstance(root, ScalarNode):
         return
     shape = _Shape()
     expanded, _ = shape.walk(root, 1)
-    aliased = shape.aliased
+    _check_aliasing(expanded, shape.aliased, root)
+
+
+def _check_aliasing(expanded: int, aliased: int, root: Node) -> None:
+    """go-yaml's rule against alias bombs, which Kubernetes' YAML decoder applies."""
     if aliased > 100 and expanded > 1000 and aliased / expanded > _allowed_alias_ratio(expanded):
         raise _Refused(
             f"excessive aliasing: the document expands to {expanded} nodes, "
@@ -287,8 +395,11 @@ def _yaml_documents(text: str, name: str, *, loader: type[Any]) -> Iterator[Docu
             if node is None:
                 continue
             line = node.start_mark.line + 1
-            _check_shape(node)
-            body = parser.construct_document(node)
+            try:
+                body = _Builder(parser).document(node)
+            except _Fallback:
+                _check_shape(node)
+                body = parser.construct_document(node)
             if body is None:
                 continue
             if not isinstance(body, dict):
