@@ -16,6 +16,7 @@ Never while a watch has not synced (its first list): that is not "no policies".
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -68,6 +69,7 @@ class Options:
 class Controller:
     def __init__(self, api_client: Any, options: Options) -> None:
         self.options = options
+        api_client = _pooled(api_client)
         self._api_client = api_client
         self._stop = threading.Event()
         self._wake = threading.Condition()
@@ -342,6 +344,17 @@ class Controller:
             self._reconciled_as_leader = True
         if self._may_write():  # Events are writes too: only the leader posts them
             self.events.record(outcome.findings)
+
+
+def _pooled(api_client: Any) -> Any:
+    """The same client settings, with a connection pool for one watch per kind and more."""
+    import kubernetes.client
+
+    from nsgsync.controller.watch import WATCHED
+
+    config = copy.deepcopy(api_client.configuration)
+    config.connection_pool_maxsize = max(config.connection_pool_maxsize, len(WATCHED) + 8)
+    return kubernetes.client.ApiClient(config)
 
 
 def default_identity() -> str:
