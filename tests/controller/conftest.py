@@ -140,6 +140,35 @@ def db_policy(port: int, name: str = "db-from-monitoring") -> dict[str, Any]:
     }
 
 
+def widened_objects() -> list[dict[str, Any]]:
+    """A pod and a policy selecting only it of segment shop-other: a `selector-widened`."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "cache-0", "namespace": "shop", "labels": {"app": "cache"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "redis",
+                        "ports": [{"name": "metrics", "containerPort": 9121}],
+                    }
+                ]
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "cache-metrics", "namespace": "shop"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "cache"}},
+                "ingress": [{"ports": [{"port": "metrics"}]}],
+            },
+        },
+    ]
+
+
 def ready(controller: Controller) -> bool:
     """Synced and, as the leader, one reconcile succeeded (what /readyz says)."""
     return controller.ready()[0] and controller.elector.is_leader()

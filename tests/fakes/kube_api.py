@@ -626,6 +626,8 @@ class KubeApi:
             next_bookmark = time.monotonic() + self.bookmark_interval
             while True:
                 with self._state.changed:
+                    # One snapshot: the changes to send and the version they bring the
+                    # watcher to (a bookmark never skips a change not yet sent).
                     pending = [
                         c
                         for c in self._state.log
@@ -633,21 +635,13 @@ class KubeApi:
                         and c.bucket == bucket
                         and (namespace is None or c.namespace == namespace)
                     ]
-                    now = time.monotonic()
-                    if (
-                        not pending
-                        and self._state.drops == drops
-                        and (self._state.compactions == compactions)
-                    ):
-                        self._state.changed.wait(
-                            timeout=max(0.0, min(next_bookmark, deadline) - now)
-                        )
-                        continue_ = False
-                    else:
-                        continue_ = True
+                    current = self._state.version
                     dropped = self._state.drops != drops
                     compacted = self._state.compactions != compactions
-                    current = self._state.version
+                    now = time.monotonic()
+                    if not (pending or dropped or compacted) and now < min(next_bookmark, deadline):
+                        self._state.changed.wait(timeout=min(next_bookmark, deadline) - now)
+                        continue
                 if dropped:
                     # No terminating chunk: the client sees the stream break off.
                     handler.connection.shutdown(socket.SHUT_RDWR)
@@ -660,19 +654,20 @@ class KubeApi:
                     break
                 now = time.monotonic()
                 if bookmarks and now >= next_bookmark:
-                    mark = {"kind": kind, "apiVersion": res.api_version}
+                    since = max(since, current)
+                    meta = {"resourceVersion": str(since)}
                     send(
                         {
                             "type": "BOOKMARK",
                             "object": {
-                                **mark,
-                                "metadata": {"resourceVersion": str(max(since, current))},
+                                "kind": kind,
+                                "apiVersion": res.api_version,
+                                "metadata": meta,
                             },
                         }
                     )
-                    since = max(since, current)
                     next_bookmark = now + self.bookmark_interval
-                if now >= deadline and not continue_:
+                if now >= deadline:
                     break
             handler.wfile.write(b"0\r\n\r\n")
         except OSError:
