@@ -197,10 +197,12 @@ def setup_logging(log_format: str, level: str) -> None:
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     handler.setFormatter(formatter)
-    root = logging.getLogger("nsgsync")
+    # Every logger through the one handler (the kubernetes client's and urllib3's warnings
+    # too, so that a JSON log stays all JSON); nsgsync's own at the chosen level.
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    root.setLevel(logging.WARNING)
+    logging.getLogger("nsgsync").setLevel(level.upper())
 
 
 def _listen(value: str) -> tuple[str, int | None]:

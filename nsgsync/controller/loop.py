@@ -179,8 +179,11 @@ class Controller:
     # --- probes ---
 
     def alive(self) -> tuple[bool, str]:
-        if self._started and not self._thread.is_alive() and not self._stop.is_set():
-            return False, "the reconcile loop has died"
+        if self._started and not self._stop.is_set():
+            threads = [self._thread, self.elector.thread, *(i.thread for i in self.cache.informers)]
+            dead = [t.name for t in threads if not t.is_alive()]
+            if dead:
+                return False, f"threads ended: {', '.join(dead)}"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:

@@ -184,6 +184,10 @@ class Informer:
                 self._wait(f"the API server answered {exc.status}: {exc.reason}")
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 self._wait(f"connection lost: {exc}")
+            except Exception as exc:  # a surprise must not end the informer for good
+                log.exception("the informer of %s failed", self.listed.plural)
+                self._version = None  # the cache may have missed something: list again
+                self._wait(f"unexpected error: {exc!r}")
 
     def _wait(self, why: str) -> None:
         if self._stop.is_set():

@@ -299,3 +299,87 @@ def test_attachments_follow_the_segments(
     assert deleted_sgp < deleted_group
     deletes = [c.path.rsplit("/", 1)[-1] for c in api.calls if c.method == "DELETE"]
     assert deletes == ["nsgsync-monitoring"]
+
+
+def test_a_lease_left_by_a_crashed_leader_is_taken_once_it_expires(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    # A leader that died without releasing: its Lease stays until not renewed for a
+    # lease duration, measured on the taker's clock from when it first saw the record.
+    api.add(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "nsgsync", "namespace": "nsgsync"},
+            "spec": {
+                "holderIdentity": "crashed",
+                "leaseDurationSeconds": 3,
+                "renewTime": "2026-01-01T00:00:00.000000Z",
+                "leaseTransitions": 4,
+            },
+        }
+    )
+    controller = make_controller("next")
+    wait_for(lambda: controller.ready()[0], "synced, as a follower")
+    assert not controller.elector.is_leader()
+    assert owned_groups(ec2) == {}  # no write while the Lease may still be the other's
+    wait_for(controller.elector.is_leader, "took the Lease over", timeout=3 * 3)
+    lease = api.get("Lease", "nsgsync", "nsgsync")["spec"]
+    assert lease["holderIdentity"] == "next" and lease["leaseTransitions"] == 5
+    wait_for(lambda: "shop-db" in owned_groups(ec2), "the new leader reconciled")
+
+
+def test_a_failed_or_refused_reconcile_keeps_the_last_good_state(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller(max_deletions=0)
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    good = ingress_ports(ec2, "shop-db")
+    assert 5432 in good
+
+    # A policy the API server took but nsgsync cannot read: the reconcile fails, retries.
+    broken = db_policy(9187)
+    broken["spec"]["ingress"][0]["ports"][0]["protocol"] = "ICMP"
+    api.add(broken)
+    wait_for(
+        lambda: (
+            controller.metrics.registry.get_sample_value(
+                "nsgsync_reconciles_total", {"outcome": "failed"}
+            )
+            >= 2
+        ),
+        "failed, then failed again on retry",
+    )
+    assert "db-from-monitoring" in (controller.last_error or "")
+    assert ingress_ports(ec2, "shop-db") == good
+    assert http_get(controller, "/readyz")[0] == 200  # still ready: the last good state holds
+
+    # Fixed: the next retry applies it.
+    api.add(db_policy(9187))
+    wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "applied once fixed")
+
+    # A deletion beyond --max-deletions 0 is refused, and the rules stay.
+    api.delete("NetworkPolicy", "shop", "db-from-monitoring")
+    wait_for(
+        lambda: controller.metrics.registry.get_sample_value(
+            "nsgsync_reconciles_total", {"outcome": "refused"}
+        ),
+        "refused by the guardrail",
+    )
+    assert "--max-deletions" in (controller.last_error or "")
+    assert 9187 in ingress_ports(ec2, "shop-db")
+
+
+def test_events_are_not_rewritten_within_the_event_interval(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    for obj in widened_objects():
+        api.add(obj)
+    controller = make_controller(resync=0.3, event_interval=600.0)
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    wait_for(lambda: controller.reconciles >= 4, "several resyncs")
+    events = api.objects("Event", "shop")
+    (event,) = [e for e in events if e["regarding"]["name"] == "cache-metrics"]
+    assert "series" not in event  # observed again each resync, written once
+    writes = [c for c in api.calls if "/events" in c.path and c.method != "GET"]
+    assert [c.method for c in writes] == ["POST"]
