@@ -38,7 +38,7 @@ def cluster(n: int, vpc_id: str) -> tuple[Topology, Inventory]:
             "cluster": "bench",
             "provider": "aws",
             "podCIDRs": ["10.0.0.0/8"],
-            "nodeCIDRs": ["10.250.0.0/20"],
+            "nodeCIDRs": ["172.16.0.0/20"],
             "segments": segments,
             "aws": {"region": "eu-west-1", "vpcId": vpc_id},
         }

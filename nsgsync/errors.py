@@ -78,6 +78,16 @@ class InputError(NsgsyncError):
         super().__init__(f"{prefix}: {message}" if prefix else message, hint=hint)
 
 
+class UnsupportedKindError(InputError):
+    """Policy kinds nsgsync does not compile, which may allow what NetworkPolicy denies."""
+
+    hint = (
+        "nsgsync compiles networking.k8s.io/v1 NetworkPolicy only; these kinds can allow "
+        "traffic that NetworkPolicies deny, so leaving them out could block live traffic. "
+        "If they allow nothing more, pass --ignore-kind KIND for each (see docs/semantics.md)"
+    )
+
+
 class TopologyError(InputError):
     """The topology file is wrong: the address map every rule is built on."""
 

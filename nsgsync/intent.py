@@ -1,4 +1,4 @@
-"""The Intent: per segment, the traffic allowed, provider-neutral (DESIGN.md contract).
+"""The Intent: per segment, the traffic allowed, provider-neutral (docs/contracts.md).
 
 `isolated: false` allows everything in that direction; `protocol` is TCP, UDP, SCTP or
 ANY; `ports` a list of inclusive [from, to] ranges or None for every port.

@@ -168,6 +168,47 @@ class Scenario:
     def describe(self) -> str:
         return f"{self.topology!r}\n{self.inventory!r}"
 
+    def seen(self, *, pods: bool = True, described: frozenset[str] | None = None) -> Inventory:
+        """What nsgsync is given of the cluster: its pods or none, and Namespace objects
+        for `described` only (None: all, and the namespaces are then known complete)."""
+        truth = self.inventory
+        if described is None:
+            return Inventory.build(
+                truth.policies,
+                truth.namespaces,
+                truth.pods if pods else (),
+                namespaces_complete=True,
+            )
+        return Inventory.build(
+            truth.policies,
+            {ns: labels for ns, labels in truth.namespaces.items() if ns in described},
+            truth.pods if pods else (),
+        )
+
+
+# Node ranges drawn apart from the pods' and overlapping them: a topology whose nodes
+# overlap its pods must be refused, never compiled.
+NODE_CIDRS = [
+    "10.1.0.0/24",
+    "192.168.0.0/16",
+    "10.0.0.0/8",
+    "10.0.1.128/25",
+    "10.0.64.0/18",
+    "10.0.200.0/24",
+]
+
+
+def topology_body(segments: list[dict[str, Any]], node_cidrs: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "nsgsync.io/v1alpha1",
+        "kind": "Topology",
+        "cluster": "prop",
+        "provider": "aws",
+        "podCIDRs": ["10.0.0.0/16"],
+        "nodeCIDRs": node_cidrs,
+        "segments": segments,
+    }
+
 
 @st.composite
 def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int = 6) -> Scenario:
@@ -178,17 +219,7 @@ def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int =
     ]
     if catch_all if catch_all is not None else draw(st.booleans()):
         segments.append({"name": "rest", "namespaceSelector": {}, "cidrs": ["10.0.64.0/18"]})
-    topology = topology_from_mapping(
-        {
-            "apiVersion": "nsgsync.io/v1alpha1",
-            "kind": "Topology",
-            "cluster": "prop",
-            "provider": "aws",
-            "podCIDRs": ["10.0.0.0/16"],
-            "nodeCIDRs": ["10.1.0.0/24"],
-            "segments": segments,
-        }
-    )
+    topology = topology_from_mapping(topology_body(segments, ["10.1.0.0/24"]))
     namespaces = {ns: draw(NS_LABELS) for ns in NAMESPACES}
     n_policies = draw(st.integers(0, 4))
     policies: list[NetworkPolicy] = []
@@ -212,7 +243,7 @@ def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int =
                 ),
             )
         )
-    inventory = Inventory.build(policies, namespaces, pods)
+    inventory = Inventory.build(policies, namespaces, pods, namespaces_complete=True)
     placed = []
     for i, pod in enumerate(pods):
         seg = topology.segment_for(pod.namespace, inventory.namespaces[pod.namespace], pod.labels)
@@ -221,7 +252,8 @@ def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int =
         assert first is not None
         base = first.rsplit(".", 1)[0]
         placed.append(pod.model_copy(update={"ip": f"{base}.{10 + i}"}))
-    return Scenario(topology, Inventory.build(policies, namespaces, placed), tuple(placed))
+    truth = Inventory.build(policies, namespaces, placed, namespaces_complete=True)
+    return Scenario(topology, truth, tuple(placed))
 
 
 def one_pod_per_segment(s: Scenario) -> Scenario | None:
@@ -236,5 +268,7 @@ def one_pod_per_segment(s: Scenario) -> Scenario | None:
     if len(chosen) != len(s.topology.segments):
         return None
     pods = tuple(chosen.values())
-    inventory = Inventory.build(s.inventory.policies, s.inventory.namespaces, pods)
+    inventory = Inventory.build(
+        s.inventory.policies, s.inventory.namespaces, pods, namespaces_complete=True
+    )
     return Scenario(s.topology, inventory, pods)

@@ -9,13 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nsgsync.compile import CompileOptions, compile_intent
+from nsgsync.errors import TopologyError
 from nsgsync.intent import Intent
-from nsgsync.model import Inventory, Protocol
+from nsgsync.model import Protocol
+from nsgsync.net import AddressSet
 from nsgsync.semantics import Endpoint, verdict
-from tests.scenarios import EXTERNAL_IPS, PROBE_PORTS, Scenario, one_pod_per_segment, scenarios
+from nsgsync.sources.files import topology_from_mapping
+from tests.scenarios import (
+    EXTERNAL_IPS,
+    NAMESPACES,
+    NODE_CIDRS,
+    PROBE_PORTS,
+    Scenario,
+    one_pod_per_segment,
+    scenarios,
+    topology_body,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -58,9 +72,26 @@ def test_sound_from_selectors_alone(s: Scenario) -> None:
 @SETTINGS
 @given(scenarios())
 def test_sound_with_no_pod_known(s: Scenario) -> None:
-    blind = Inventory.build(s.inventory.policies, s.inventory.namespaces, ())
-    intent = compile_intent(s.topology, blind)
+    intent = compile_intent(s.topology, s.seen(pods=False))
     assert unsound(s, intent) == [], s.describe()
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    st.sets(st.sampled_from(NAMESPACES)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_sound_when_namespaces_go_undescribed(
+    s: Scenario, described: set[str], pods: bool, selector_only: bool
+) -> None:
+    """Namespaces with no Namespace object have unknown labels, and without a complete
+    list of namespaces others may exist: the Intent still allows all Kubernetes does."""
+    seen = s.seen(pods=pods, described=frozenset(described))
+    options = CompileOptions(selector_only=selector_only)
+    intent = compile_intent(s.topology, seen, options=options)
+    assert unsound(s, intent) == [], f"described: {sorted(described)}\n{s.describe()}"
 
 
 @settings(
@@ -83,3 +114,24 @@ def test_precise_when_each_segment_has_one_known_pod(s: Scenario) -> None:
                 if intent.allows(a.ip, b.ip, proto.value, port) and not k8s.allowed:
                     wider.append(f"{a.ip} -> {b.ip} {port}/{proto.value}")
     assert wider == [], s.describe()
+
+
+@SETTINGS
+@given(scenarios(), st.lists(st.sampled_from(NODE_CIDRS), min_size=1, max_size=2, unique=True))
+def test_nodes_overlapping_pods_are_refused_and_others_sound(
+    s: Scenario, node_cidrs: list[str]
+) -> None:
+    """Nodes drawn independently of the pods: an overlap is an error naming both ranges;
+    anything else compiles soundly."""
+    body = topology_body(
+        [seg.model_dump(by_alias=True, exclude_none=True) for seg in s.topology.segments],
+        node_cidrs,
+    )
+    overlap = AddressSet.from_cidrs(node_cidrs) & AddressSet.from_cidrs(body["podCIDRs"])
+    if overlap:
+        with pytest.raises(TopologyError, match=r"nodeCIDRs .* overlaps podCIDRs"):
+            topology_from_mapping(body)
+        return
+    topology = topology_from_mapping(body)
+    intent = compile_intent(topology, s.inventory)
+    assert unsound(s, intent) == [], s.describe()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nsgsync.compile import CompileOptions, compile_intent
 from nsgsync.errors import InputError
@@ -49,6 +49,23 @@ def add_input_options(parser: argparse.ArgumentParser, *, topology_required: boo
         help="the cluster's topology file (see config/example/topology.yaml)",
     )
     group.add_argument(
+        "--ignore-kind",
+        dest="ignore_kinds",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="compile although policies of this kind are present, which nsgsync does not "
+        "compile (CiliumNetworkPolicy, a Calico NetworkPolicy.projectcalico.org, "
+        "AdminNetworkPolicy, ...): only when they allow nothing the NetworkPolicies deny; "
+        "a warning finding lists them (repeatable)",
+    )
+    group.add_argument(
+        "--namespaces-complete",
+        action="store_true",
+        help="the Namespace manifests given with -f are all of the cluster's namespaces: "
+        "nsgsync then assumes no pods in others (implied by --from-cluster)",
+    )
+    group.add_argument(
         "--selector-only",
         action="store_true",
         help="decide coverage from selectors alone, ignoring known pods: rules then also "
@@ -79,6 +96,8 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
         )
     topology = load_topology(args.topology)
     inventory = load_manifests(args.files)
+    if getattr(args, "namespaces_complete", False):
+        inventory = replace(inventory, namespaces_complete=True)
     if from_cluster:
         progress("reading NetworkPolicies, namespaces and pods from the cluster ...")
         live = load_cluster(kubeconfig=kubeconfig, context=context)
@@ -95,9 +114,11 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
                 f"cluster; the files' version is used: {', '.join(sorted(shadowed))}"
             )
         inventory = merge_inventories(inventory, live) if args.files else live
-    intent = compile_intent(
-        topology, inventory, options=CompileOptions(selector_only=args.selector_only)
+    options = CompileOptions(
+        selector_only=args.selector_only,
+        ignore_kinds=frozenset(getattr(args, "ignore_kinds", ())),
     )
+    intent = compile_intent(topology, inventory, options=options)
     return Inputs(topology, inventory, intent)
 
 

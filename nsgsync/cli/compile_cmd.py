@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nsgsync.cli.common import add_input_options, read_inputs
+from nsgsync.cli.findings import add_findings_option, render_findings
 from nsgsync.intent import DirectionIntent, Intent
 
 EXAMPLES = """\
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_input_options(parser)
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    add_findings_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(inputs.intent.to_json(), end="")
     else:
-        print(render_text(inputs.intent), end="")
+        print(render_text(inputs.intent, every_finding=args.findings == "all"), end="")
     return 0
 
 
@@ -54,7 +56,7 @@ def _side(name: str, side: DirectionIntent) -> list[str]:
     return lines
 
 
-def render_text(intent: Intent) -> str:
+def render_text(intent: Intent, *, every_finding: bool = False) -> str:
     lines = [f"Intent for cluster {intent.cluster}: {len(intent.segments)} segment(s)", ""]
     for seg in intent.segments:
         lines.append(f"segment {seg.name} ({', '.join(seg.cidrs)})")
@@ -62,9 +64,7 @@ def render_text(intent: Intent) -> str:
         lines += _side("egress", seg.egress)
         lines.append("")
     if intent.findings:
-        lines.append(f"Findings ({len(intent.findings)}):")
-        for f in intent.findings:
-            lines.append(f"  {f.severity.value:<7} {f.code}: {f.message}")
+        lines += render_findings(intent.findings, every=every_finding)
     else:
         lines.append("No findings: the Intent is exactly as precise as the policies.")
     return "\n".join(lines) + "\n"

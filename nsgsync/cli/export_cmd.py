@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 from nsgsync.cli.common import add_input_options, progress, read_inputs
+from nsgsync.cli.findings import render_findings
 from nsgsync.engine import make_plan
 from nsgsync.errors import InputError
-from nsgsync.intent import API_VERSION, Finding, Intent
+from nsgsync.intent import API_VERSION, Finding, Intent, Severity
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Op, Resource
 from nsgsync.provider import Attaching, Connection, Provider, load_provider
@@ -225,9 +226,8 @@ def export_json(
 
 
 def _warn(findings: Sequence[Finding]) -> None:
-    for f in findings:
-        if f.severity.value == "warning":
-            progress(f"warning {f.code}: {f.message}")
+    for line in render_findings(findings, severities=(Severity.WARNING,)):
+        progress(line)
 
 
 def _some(keys: Sequence[str], n: int = 5) -> str:
@@ -304,7 +304,7 @@ def run_json(args: argparse.Namespace) -> int:
         try:
             Path(args.output).write_text(text)
         except OSError as exc:
-            raise InputError(f"cannot write the export: {exc}", file=args.output) from None
+            raise InputError(f"cannot write the export: {exc}", file=args.output) from exc
         progress(f"{len(doc['desired'])} resources written to {args.output}")
     else:
         sys.stdout.write(text)

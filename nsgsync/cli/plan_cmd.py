@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nsgsync.cli.common import add_input_options, progress, read_inputs
+from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
-from nsgsync.errors import InputError
+from nsgsync.errors import InputError, excerpt
+from nsgsync.intent import Severity
 from nsgsync.model import Topology
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
@@ -23,8 +25,8 @@ examples:
   nsgsync plan -f manifests/ --topology topology.yaml --offline -o json   # in CI, no credentials
   nsgsync plan -f manifests/ --topology topology.yaml --detailed-exitcode --save-plan plan.json
 
-Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes present
-(--detailed-exitcode only).
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (a usage error too),
+2 changes present (--detailed-exitcode only).
 """
 
 APPLY_EXAMPLES = """\
@@ -82,7 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
     apply.add_argument(
         "--max-deletions",
-        type=int,
+        type=_count,
         metavar="N",
         help="refuse a plan that destroys more than N resources",
     )
@@ -100,7 +102,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply.set_defaults(run=run_apply)
 
 
+def _count(text: str) -> int:
+    """A number of resources: argparse turns the ValueError into a usage error."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def run_plan(args: argparse.Namespace) -> int:
+    if args.offline and args.save_plan:
+        # Refused now, not when applied: an offline plan was made against an empty cloud,
+        # so it cannot say what apply would change, and apply would refuse it anyway.
+        raise InputError(
+            "--save-plan cannot save an --offline plan: it was made against an empty cloud "
+            "state, not the cloud apply would change",
+            hint="drop --offline to save a plan for `nsgsync apply`, or drop --save-plan "
+            "(use -o json to keep an offline plan for review)",
+        )
     inputs = read_inputs(args)
     provider = load_provider(inputs.topology.provider)
     connection = None if args.offline else provider.connect(inputs.topology)
@@ -109,7 +128,7 @@ def run_plan(args: argparse.Namespace) -> int:
     planned = make_plan(provider, inputs.topology, inputs.intent, connection=connection)
     plan = planned.plan
     if args.save_plan:
-        Path(args.save_plan).write_text(plan.to_json())
+        _save(plan, Path(args.save_plan))
         progress(
             f"plan saved to {args.save_plan}; apply it with: nsgsync apply --topology "
             f"{args.topology} {args.save_plan}"
@@ -117,24 +136,45 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(plan.to_json(), end="")
     else:
-        for f in (*inputs.intent.findings, *planned.findings):
-            if f.severity.value == "warning":
-                progress(f"warning {f.code}: {f.message}")
+        findings = (*inputs.intent.findings, *planned.findings)
+        for line in render_findings(findings, severities=(Severity.WARNING,)):
+            progress(line)
         print(render_plan(plan), end="")
     if args.detailed_exitcode and not plan.empty:
         return 2
     return 0
 
 
+def _save(plan: Plan, path: Path) -> None:
+    try:
+        path.write_text(plan.to_json())
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the plan: {exc.strerror or exc}",
+            file=str(path),
+            hint="give --save-plan a file in a folder that exists and that you can write; "
+            "nothing was applied",
+        ) from exc
+
+
 def _confirm(auto: bool) -> bool:
     if auto:
         return True
-    if not sys.stdin.isatty():
+    # No stdin at all (started with it closed) or no terminal: nobody can answer.
+    if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
         raise InputError(
             "refusing to apply without confirmation: no terminal to ask",
             hint="review `nsgsync plan`, then pass --auto-approve",
         )
-    answer = input("Do you want to perform these actions? Only 'yes' will be accepted: ")
+    try:
+        answer = input("Do you want to perform these actions? Only 'yes' will be accepted: ")
+    except EOFError as exc:
+        # End of input (Ctrl-D, a closed terminal) is no answer, and no answer is no.
+        print()  # end the prompt's line
+        raise InputError(
+            "no answer; nothing was applied",
+            hint="answer 'yes' at the prompt, or review `nsgsync plan` and pass --auto-approve",
+        ) from exc
     return answer.strip() == "yes"
 
 
@@ -201,8 +241,16 @@ def _apply_saved(args: argparse.Namespace) -> int:
     path = Path(args.plan_file)
     try:
         plan = plan_from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"not a saved nsgsync plan: {exc}", file=str(path)) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise InputError(f"not a saved nsgsync plan: {excerpt(str(exc))}", file=str(path)) from exc
+    if plan.offline:
+        # Before connecting: an offline plan never says what to change in the real cloud.
+        raise InputError(
+            "an --offline plan cannot be applied: it was made against an empty cloud state",
+            file=str(path),
+            hint="save a plan without --offline (`nsgsync plan --save-plan FILE`), review it, "
+            "then apply that; nothing was applied",
+        )
     topology = load_topology(args.topology)
     if plan.cluster != topology.cluster or plan.provider != topology.provider:
         raise InputError(

@@ -67,6 +67,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="decide coverage from selectors alone, ignoring known pods (as for compile)",
     )
+    cluster.add_argument(
+        "--ignore-kind",
+        dest="ignore_kinds",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="reconcile although policies of this kind are present, which nsgsync does not "
+        "compile: only when they allow nothing the NetworkPolicies deny (repeatable; as for "
+        "plan and apply); e.g. --ignore-kind AuthorizationPolicy.security.istio.io",
+    )
     loop = run.add_argument_group("reconcile")
     loop.add_argument(
         "--debounce",
@@ -260,6 +270,7 @@ def run_controller(args: argparse.Namespace) -> int:
         max_deletions=args.max_deletions,
         allow_empty=args.allow_empty,
         selector_only=args.selector_only,
+        ignore_kinds=frozenset(args.ignore_kinds),
         apply_attachments=args.apply_attachments,
         retry_max=args.retry_max,
         address=address,

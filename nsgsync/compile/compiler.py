@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from nsgsync.compile.labels import SelectorKey, matches_key, satisfiable_keys
+from nsgsync.errors import UnsupportedKindError
 from nsgsync.intent import (
     DirectionIntent,
     Finding,
@@ -26,6 +27,8 @@ from nsgsync.intent import (
     Source,
 )
 from nsgsync.model import (
+    Effect,
+    ForeignPolicy,
     Inventory,
     LabelSelector,
     NetworkPolicy,
@@ -41,11 +44,19 @@ from nsgsync.model.k8s import EVERYTHING, NAMESPACE_NAME_LABEL, Operator
 from nsgsync.net import AddressSet, PortSet
 
 UNSEGMENTED = "(unsegmented pods)"
+# Namespaces nobody told nsgsync of: when the namespaces read are not known to be all of
+# the cluster's, pods may live in others, with unknown labels. Not a valid namespace name.
+OTHER_NAMESPACES = "(other namespaces)"
 _IN = Operator.IN.value
+_NOT_IN = Operator.NOT_IN.value
+_DOES_NOT_EXIST = Operator.DOES_NOT_EXIST.value
+_NONE: frozenset[str] = frozenset()
 
-# A set of pods: namespaces it may be in, and a selector on the pods' labels, held as
-# its canonical key (hashable, and cheap to match, unlike the LabelSelector model).
-Term = tuple[frozenset[str], SelectorKey]
+# A set of pods: the namespaces it may be in, a selector on the pods' labels, held as
+# its canonical key (hashable, and cheap to match, unlike the LabelSelector model), and
+# the namespaces among the first whose labels are unknown, so that they only *may* hold
+# the pods (a namespaceSelector on other labels than the name may or may not match them).
+Term = tuple[frozenset[str], SelectorKey, frozenset[str]]
 
 
 class Cover(Enum):
@@ -59,6 +70,9 @@ class CompileOptions:
     # Ignore known pods when deciding coverage and named ports: rules then hold for
     # any pod the selectors admit, including pods that do not exist yet.
     selector_only: bool = False
+    # Policy kinds nsgsync does not compile that the user says may be ignored
+    # (--ignore-kind): by kind (CiliumNetworkPolicy) or kind.group.
+    ignore_kinds: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -68,8 +82,16 @@ class _Seg:
     addresses: AddressSet
     pod_selector: SelectorKey
     namespaces: frozenset[str]
+    # Namespaces of `namespaces` whose labels are unknown, so that the segment only may
+    # take their pods.
+    uncertain: frozenset[str] = frozenset()
     possible: frozenset[str] = frozenset()
     known: list[PodInfo] = field(default_factory=list)
+
+    @property
+    def pods_unknown(self) -> bool:
+        """Whether it may hold pods of namespaces nsgsync was not given, none of them known."""
+        return OTHER_NAMESPACES in self.possible
 
 
 # Where a peer's addresses fall: a segment (None: outside the pod CIDRs) and the pods
@@ -94,12 +116,28 @@ class _Compiler:
         # message, severity): a large cluster raises tens of thousands, and building and
         # hashing a model for each, duplicates included, cost more than the tuples.
         self.findings: set[tuple[str, str, str, str, Severity]] = set()
-        # Namespaces the topology names exist too, with only their name label.
-        self.namespace_labels = dict(inventory.namespaces)
+        # One finding per cause: a policy's peer widens the same way for every segment the
+        # policy selects, and a segment's node rule is one fact. What a cause touches is
+        # gathered here, (code, policy or segment, detail) -> items, and written once at
+        # the end, so findings grow with policies plus segments, never with their product.
+        self._gathered: defaultdict[tuple[str, str, str], set[str]] = defaultdict(set)
+        # Namespaces with known labels; those that something names but no Namespace object
+        # describes (the topology's too) have unknown labels but for the name label, and
+        # unless the namespaces read are all of the cluster's, others may exist.
+        self.namespace_labels = {
+            ns: labels
+            for ns, labels in inventory.namespaces.items()
+            if ns not in inventory.unknown_namespaces
+        }
+        unknown = set(inventory.unknown_namespaces)
         for spec in topology.segments:
             if spec.namespace is not None and spec.namespace not in self.namespace_labels:
-                self.namespace_labels[spec.namespace] = {NAMESPACE_NAME_LABEL: spec.namespace}
-        self.all_namespaces = frozenset(self.namespace_labels)
+                unknown.add(spec.namespace)
+        self.unknown_namespaces = frozenset(unknown)
+        self.all_namespaces = frozenset(self.namespace_labels) | self.unknown_namespaces
+        if not inventory.namespaces_complete:
+            self.all_namespaces |= {OTHER_NAMESPACES}
+        self._unknown_cache: dict[SelectorKey, tuple[frozenset[str], frozenset[str]]] = {}
         self.pod_addresses = topology.pod_addresses
         self.families = self.pod_addresses.families()
         self.everywhere = AddressSet.everything(self.families)
@@ -112,7 +150,7 @@ class _Compiler:
         self._singletons: dict[str, frozenset[str]] = {}
         self._earlier_cache: dict[tuple[int, str], tuple[SelectorKey, ...]] = {}
         self._peer_cache: dict[Term, tuple[list[tuple[_Seg, Cover]], AddressSet]] = {}
-        self._ns_match_cache: dict[SelectorKey, frozenset[str]] = {}
+        self._ns_match_cache: dict[SelectorKey, tuple[frozenset[str], frozenset[str]]] = {}
         self._named_cache: dict[
             tuple[int, str, Protocol, tuple[Term, ...] | None], PortSet | None
         ] = {}
@@ -155,7 +193,7 @@ class _Compiler:
 
     def own_term(self, policy: NetworkPolicy) -> Term:
         """The pods a policy selects."""
-        return self.just(policy.namespace), self.key(policy.pod_selector)
+        return self.just(policy.namespace), self.key(policy.pod_selector), _NONE
 
     # --- the universe: segments, the namespaces they cover, the pods they hold ---
 
@@ -163,11 +201,11 @@ class _Compiler:
         self.segments: list[_Seg] = []
         for i, spec in enumerate(self.topology.segments):
             if spec.namespace is not None:
-                nss = self.just(spec.namespace)
+                nss, uncertain = self.just(spec.namespace), _NONE
             else:
                 assert spec.namespace_selector is not None
-                nss = self.namespaces_matching(spec.namespace_selector)
-            seg = _Seg(i, spec.name, spec.addresses, self.key(spec.pod_selector), nss)
+                nss, uncertain = self.namespaces_matching(spec.namespace_selector)
+            seg = _Seg(i, spec.name, spec.addresses, self.key(spec.pod_selector), nss, uncertain)
             self.segments.append(seg)
         taken = AddressSet.union_all(seg.addresses for seg in self.segments)
         self.rest = _Seg(
@@ -189,14 +227,19 @@ class _Compiler:
             )
 
     def _earlier(self, seg: _Seg, ns: str) -> tuple[SelectorKey, ...]:
-        """Selectors of the segments before `seg` that take pods of `ns` first."""
+        """Selectors of the segments before `seg` that take pods of `ns` first.
+
+        Only those certain to take the namespace: leaving out one that only may take it
+        makes `seg`'s pods a superset of the truth, which every use of them tolerates.
+        """
         hit = self._earlier_cache.get((seg.index, ns))
         if hit is None:
             out = []
             for other in self.by_ns.get(ns, ()):
                 if other.index >= seg.index:
                     break
-                out.append(other.pod_selector)
+                if ns not in other.uncertain:
+                    out.append(other.pod_selector)
             hit = self._earlier_cache[(seg.index, ns)] = tuple(out)
         return hit
 
@@ -204,15 +247,25 @@ class _Compiler:
         for pod in self.inventory.pods:
             if pod.host_network:
                 continue  # policies do not apply to it; as a peer it has a node address
-            self.segment_of_pod(pod).known.append(pod)
+            for seg in self.segments_of_pod(pod):
+                seg.known.append(pod)
 
-    def segment_of_pod(self, pod: PodInfo) -> _Seg:
+    def segments_of_pod(self, pod: PodInfo) -> list[_Seg]:
+        """The segments a pod may be in: one, unless its namespace's labels are unknown.
+
+        A pod is counted in each: every segment's known pods then hold all it may have.
+        """
+        found = []
         for seg in self.by_ns.get(pod.namespace, ()):
             if matches_key(seg.pod_selector, pod.labels):
-                return seg
-        return self.rest
+                found.append(seg)
+                if pod.namespace not in seg.uncertain:
+                    return found
+        found.append(self.rest)
+        return found
 
-    def namespaces_matching(self, selector: LabelSelector) -> frozenset[str]:
+    def namespaces_matching(self, selector: LabelSelector) -> tuple[frozenset[str], frozenset[str]]:
+        """The namespaces a selector may match, and those of them it only may match."""
         key = self.key(selector)
         hit = self._ns_match_cache.get(key)
         if hit is None:
@@ -225,9 +278,55 @@ class _Compiler:
                         ns for value in values for ns in self._ns_by_label.get((name, value), ())
                     }
                     break
-            hit = frozenset(ns for ns in candidates if matches_key(key, self.namespace_labels[ns]))
-            self._ns_match_cache[key] = hit
+            exact = frozenset(
+                ns for ns in candidates if matches_key(key, self.namespace_labels[ns])
+            )
+            possible, uncertain = self._unknown_matching(key)
+            hit = self._ns_match_cache[key] = (exact | possible, uncertain)
         return hit
+
+    def _unknown_matching(self, key: SelectorKey) -> tuple[frozenset[str], frozenset[str]]:
+        """The namespaces of unknown labels a selector may match, and those it may miss.
+
+        A namespace's name label is all that is known of it: the selector may match it if
+        some labels with that name satisfy it, and is sure to only if all such labels do.
+        """
+        hit = self._unknown_cache.get(key)
+        if hit is not None:
+            return hit
+        possible, uncertain = set(), set()
+        for ns in self.all_namespaces - self.namespace_labels.keys():
+            if ns == OTHER_NAMESPACES:
+                may, must = self._other_matching(key)
+            else:
+                named = ((NAMESPACE_NAME_LABEL, _IN, (ns,)),)
+                may = satisfiable_keys((key, named), ())
+                must = not satisfiable_keys((named,), (key,))
+            if may:
+                possible.add(ns)
+                if not must:
+                    uncertain.add(ns)
+        hit = self._unknown_cache[key] = (frozenset(possible), frozenset(uncertain))
+        return hit
+
+    def _other_matching(self, key: SelectorKey) -> tuple[bool, bool]:
+        """(may, must) match for a namespace nobody named: its name is none of the known."""
+        rest = []
+        named_in = False
+        for name, op, values in key:
+            if name != NAMESPACE_NAME_LABEL:
+                rest.append((name, op, values))
+            elif op == _DOES_NOT_EXIST:
+                return False, False  # the API server sets the name label on every namespace
+            elif op == _IN:
+                if not set(values) - self.all_namespaces:
+                    return False, False
+                named_in = True  # its name may or may not be one of those
+            # NotIn known names, Exists: true of a namespace with another name.
+            elif op == _NOT_IN and set(values) - self.all_namespaces:
+                named_in = True  # it may carry one of the unknown names excluded
+        may = satisfiable_keys((tuple(rest),), ())
+        return may, may and not rest and not named_in
 
     # --- coverage: does a set of pods hold all, none or some of a segment's pods ---
 
@@ -240,7 +339,7 @@ class _Compiler:
         return hit
 
     def _coverage(self, seg: _Seg, terms: Sequence[Term]) -> Cover:
-        named = frozenset().union(*(nss for nss, _ in terms)) if terms else frozenset()
+        named = frozenset().union(*(nss for nss, _, _ in terms)) if terms else frozenset()
         relevant = seg.possible & named
         if not relevant:
             return Cover.NONE
@@ -249,8 +348,10 @@ class _Compiler:
             results.add(Cover.NONE)
         for ns in sorted(relevant):
             earlier = self._earlier(seg, ns)
-            selectors = [sel for nss, sel in terms if ns in nss]
-            if not satisfiable_keys((seg.pod_selector,), (*earlier, *selectors)):
+            selectors = [sel for nss, sel, _ in terms if ns in nss]
+            # Only the terms sure to take the namespace can make the cover whole.
+            sure = [sel for nss, sel, maybe in terms if ns in nss and ns not in maybe]
+            if sure and not satisfiable_keys((seg.pod_selector,), (*earlier, *sure)):
                 results.add(Cover.ALL)
             elif all(not satisfiable_keys((seg.pod_selector, sel), earlier) for sel in selectors):
                 results.add(Cover.NONE)
@@ -259,32 +360,41 @@ class _Compiler:
             if Cover.SOME in results or len(results) > 1:
                 break
         cover = results.pop() if len(results) == 1 else Cover.SOME
-        if cover is Cover.SOME and seg.known and not self.options.selector_only:
-            hits = [self._pod_in(pod, terms) for pod in seg.known]
-            if all(hits):
+        if cover is Cover.SOME and self._pods_known(seg):
+            if all(self._pod_in(pod, terms, sure=True) for pod in seg.known):
                 return Cover.ALL
-            if not any(hits):
+            if not any(self._pod_in(pod, terms) for pod in seg.known):
                 return Cover.NONE
         return cover
 
+    def _pods_known(self, seg: _Seg) -> bool:
+        """Whether the known pods of `seg` may stand for all its pods."""
+        return bool(seg.known) and not self.options.selector_only and not seg.pods_unknown
+
     @staticmethod
-    def _pod_in(pod: PodInfo, terms: Iterable[Term]) -> bool:
-        return any(pod.namespace in nss and matches_key(sel, pod.labels) for nss, sel in terms)
+    def _pod_in(pod: PodInfo, terms: Iterable[Term], *, sure: bool = False) -> bool:
+        """Whether the pod may be among the terms' pods (with `sure`, is sure to be)."""
+        return any(
+            pod.namespace in nss
+            and not (sure and pod.namespace in maybe)
+            and matches_key(sel, pod.labels)
+            for nss, sel, maybe in terms
+        )
 
     # --- peers and ports ---
 
     def peer_term(self, policy: NetworkPolicy, peer: Peer) -> Term:
         if peer.namespace_selector is not None:
-            nss = self.namespaces_matching(peer.namespace_selector)
+            nss, maybe = self.namespaces_matching(peer.namespace_selector)
         else:
-            nss = self.just(policy.namespace)
-        return nss, self.key(peer.pod_selector or EVERYTHING)
+            nss, maybe = self.just(policy.namespace), _NONE
+        return nss, self.key(peer.pod_selector or EVERYTHING), maybe
 
     def peer_segments(self, term: Term) -> tuple[list[tuple[_Seg, Cover]], AddressSet]:
         """The segments a peer's pods may be in, with coverage, and their addresses."""
         hit = self._peer_cache.get(term)
         if hit is None:
-            nss, _ = term
+            nss, _, _ = term
             candidates: dict[int, _Seg] = {}
             for ns in nss:
                 for seg in self.by_ns.get(ns, ()):
@@ -302,7 +412,7 @@ class _Compiler:
         self, seg: _Seg, name: str, protocol: Protocol, terms: Sequence[Term] | None
     ) -> PortSet | None:
         """The numbers a port name has on the known pods of `seg` (None: no pod known)."""
-        if self.options.selector_only or not seg.known:
+        if not self._pods_known(seg):
             return None
         key = (seg.index, name, protocol, None if terms is None else tuple(terms))
         if key in self._named_cache:
@@ -331,32 +441,14 @@ class _Compiler:
         union = [self.own_term(p) for p, _ in selecting]
         what = direction.value.lower()
         if self.coverage(seg, union) is not Cover.ALL:
-            for policy, _ in selecting:
-                self._find(
-                    Severity.WARNING,
-                    "isolation-partial",
-                    policy=policy.ref,
-                    segment=seg.name,
-                    message=(
-                        f"{policy.ref} isolates only some pods of segment {seg.name} for {what}; "
-                        f"other pods of the segment are not isolated, so its {what} stays open "
-                        "(give the selected pods a segment of their own to enforce it)"
-                    ),
-                )
+            self._gathered[("isolation-partial", seg.name, what)].update(
+                p.ref for p, _ in selecting
+            )
             return DirectionIntent(isolated=False)
         grants: list[_Grant] = []
         for policy, cover in selecting:
             if cover is Cover.SOME:
-                self._find(
-                    Severity.WARNING,
-                    "selector-widened",
-                    policy=policy.ref,
-                    segment=seg.name,
-                    message=(
-                        f"{policy.ref} selects only some pods of segment {seg.name}; its {what} "
-                        "rules are applied to the whole segment"
-                    ),
-                )
+                self._gathered[("selector-widened", policy.ref, what)].add(seg.name)
             for index, rule in enumerate(policy.rules(direction)):
                 grants.extend(self._rule_grants(seg, policy, index, rule, direction))
         nodes = self.node_addresses
@@ -386,6 +478,8 @@ class _Compiler:
                     continue
                 term = self.peer_term(policy, peer)
                 segs, union = self.peer_segments(term)
+                if term[2]:
+                    self._labels_unknown_peer(policy, index, j, term, segs)
                 found: list[_Region] = []
                 for other, cover in segs:
                     found.append((other, [term]))
@@ -403,6 +497,24 @@ class _Compiler:
                     self._port_grants(seg, policy, port, addresses, regions, source, direction)
                 )
         return out
+
+    def _labels_unknown_peer(
+        self,
+        policy: NetworkPolicy,
+        index: int,
+        j: int,
+        term: Term,
+        segs: list[tuple[_Seg, Cover]],
+    ) -> None:
+        maybe = term[2] & frozenset().union(*(seg.possible for seg, _ in segs))
+        if not maybe:
+            return
+        code = "namespace-labels-unknown"
+        self._gathered[(code, policy.ref, "peers")].add(f"rule {index} peer {j}")
+        self._gathered[(code, policy.ref, "namespaces")].update(maybe)
+        self._gathered[(code, policy.ref, "segments")].update(
+            seg.name for seg, _ in segs if seg.possible & maybe
+        )
 
     def _source(self, policy: str, rule: int, peer: int | None) -> Source:
         # One model per policy, rule and peer, however many segments it lands in.
@@ -423,29 +535,12 @@ class _Compiler:
     def _peer_widened(
         self, policy: NetworkPolicy, seg: _Seg, other: _Seg, index: int, j: int
     ) -> None:
+        peer = f"rule {index} peer {j}"
         if other is self.rest:
-            self._find(
-                Severity.WARNING,
-                "peer-unsegmented",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} rule {index} peer {j} may match pods in no segment; "
-                    "every unsegmented pod address is allowed "
-                    f"({', '.join(other.addresses.cidrs()[:4])})"
-                ),
-            )
+            self._gathered[("peer-unsegmented", policy.ref, "")].add(peer)
         else:
-            self._find(
-                Severity.WARNING,
-                "peer-widened",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} rule {index} peer {j} matches only some pods of segment "
-                    f"{other.name}; the whole segment is allowed"
-                ),
-            )
+            self._gathered[("peer-widened", policy.ref, "peers")].add(peer)
+            self._gathered[("peer-widened", policy.ref, "segments")].add(other.name)
 
     def _port_grants(
         self,
@@ -517,30 +612,16 @@ class _Compiler:
     ) -> list[_Grant]:
         proto = IntentProtocol(protocol.value)
         numbers = self.resolve_named(dest, name, protocol, terms) if dest is not None else None
-        where = dest.name if dest is not None else "addresses outside the pod CIDRs"
+        if dest is None:
+            where = "addresses outside the pod CIDRs"
+        else:
+            where = "unsegmented pods" if dest is self.rest else f"segment {dest.name}"
+        port = f"{name}/{protocol.value}"
         if numbers is None:
-            self._find(
-                Severity.WARNING,
-                "named-port-widened",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} names port {name!r}; no pod of {where} is known to give it a "
-                    f"number, so every {protocol.value} port is allowed there"
-                ),
-            )
+            self._gathered[("named-port-widened", policy.ref, port)].add(where)
             return [_Grant(addresses, proto, None, source)]
         if not numbers:
-            self._find(
-                Severity.INFO,
-                "named-port-unmatched",
-                policy=policy.ref,
-                segment=seg.name,
-                message=(
-                    f"{policy.ref} names port {name!r}, which no known pod of {where} declares "
-                    f"for {protocol.value}; it allows nothing there"
-                ),
-            )
+            self._gathered[("named-port-unmatched", policy.ref, port)].add(where)
             return []
         return [_Grant(addresses, proto, numbers, source)]
 
@@ -558,33 +639,27 @@ class _Compiler:
     # --- the whole cluster ---
 
     def run(self) -> Intent:
+        self._foreign_findings()
+        for seg in self.segments:
+            maybe = seg.uncertain & seg.possible
+            if maybe:
+                self._find(
+                    Severity.WARNING,
+                    "namespace-labels-unknown",
+                    segment=seg.name,
+                    message=(
+                        f"segment {seg.name} selects namespaces by label, and nsgsync does not "
+                        f"know the labels of {_namespaces_named(maybe)}: it is compiled as if "
+                        f"it may hold their pods; {_labels_remedy(maybe)}"
+                    ),
+                )
         segments = []
         for seg in self.segments:
             ingress = self.compile_direction(seg, PolicyType.INGRESS)
             egress = self.compile_direction(seg, PolicyType.EGRESS)
-            isolated = [
-                d for d, side in (("ingress", ingress), ("egress", egress)) if side.isolated
-            ]
-            if isolated and self.topology.node_addresses:
-                self._find(
-                    Severity.INFO,
-                    "node-traffic",
-                    segment=seg.name,
-                    message=(
-                        f"segment {seg.name} allows {' and '.join(isolated)} traffic with the "
-                        f"nodes ({', '.join(self.topology.node_cidrs)}), as Kubernetes always does"
-                    ),
-                )
-            elif isolated:
-                self._find(
-                    Severity.WARNING,
-                    "no-node-cidrs",
-                    segment=seg.name,
-                    message=(
-                        f"segment {seg.name} is isolated but the topology names no nodeCIDRs: "
-                        "kubelet probes and host-network pods may be blocked"
-                    ),
-                )
+            if ingress.isolated or egress.isolated:
+                code = "node-traffic" if self.topology.node_cidrs else "no-node-cidrs"
+                self._gathered[(code, "", "")].add(seg.name)
             segments.append(
                 SegmentIntent(
                     name=seg.name,
@@ -594,6 +669,7 @@ class _Compiler:
                 )
             )
         self._unsegmented_findings()
+        self._write_gathered()
         return Intent(
             cluster=self.topology.cluster,
             segments=tuple(segments),
@@ -608,6 +684,158 @@ class _Compiler:
                 for segment, policy, code, message, severity in sorted(self.findings)
             ),
         )
+
+    def _write_gathered(self) -> None:
+        """The gathered findings, one per cause, naming a few of what each touches."""
+        gathered = self._gathered
+        for (code, subject, detail), items in sorted(gathered.items()):
+            names = _listed(sorted(items))
+            if code == "isolation-partial":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    segment=subject,
+                    policy=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{names} isolate{'s' if len(items) == 1 else ''} only some pods of "
+                        f"segment {subject} for {detail}; its other pods are not isolated, so "
+                        f"its {detail} stays open (give the selected pods a segment of their "
+                        "own to enforce it)"
+                    ),
+                )
+            elif code == "selector-widened":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    segment=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{subject} selects only some pods of {_segments(items)}; its {detail} "
+                        f"rules are applied to the whole of {_it_or_each(items)}"
+                    ),
+                )
+            elif code == "peer-widened" and detail == "peers":
+                segments = gathered[(code, subject, "segments")]
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    segment=next(iter(segments)) if len(segments) == 1 else None,
+                    message=(
+                        f"{subject} {names} match{'es' if len(items) == 1 else ''} only some "
+                        f"pods of {_segments(segments)}; {_it_or_each(segments)} is allowed whole"
+                    ),
+                )
+            elif code == "namespace-labels-unknown" and detail == "peers":
+                maybe = frozenset(gathered[(code, subject, "namespaces")])
+                where = gathered[(code, subject, "segments")]
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} {names} select{'s' if len(items) == 1 else ''} namespaces "
+                        "by label, and nsgsync does not know the labels of "
+                        f"{_namespaces_named(maybe)}: their pods are allowed wherever they may "
+                        f"be ({_segments(where)}); {_labels_remedy(maybe)}"
+                    ),
+                )
+            elif code == "peer-unsegmented":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} {names} may match pods in no segment; every unsegmented pod "
+                        f"address is allowed ({_listed(self.rest.addresses.cidrs(), most=4)})"
+                    ),
+                )
+            elif code == "named-port-widened":
+                name, protocol = detail.split("/")
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} names port {name!r}; no pod of {names} is known to give it "
+                        f"a number, so every {protocol} port is allowed there"
+                    ),
+                )
+            elif code == "named-port-unmatched":
+                name, protocol = detail.split("/")
+                self._find(
+                    Severity.INFO,
+                    code,
+                    policy=subject,
+                    message=(
+                        f"{subject} names port {name!r}, which no known pod of {names} declares "
+                        f"for {protocol}; it allows nothing there"
+                    ),
+                )
+            elif code == "node-traffic":
+                self._find(
+                    Severity.INFO,
+                    code,
+                    segment=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{_segments(items)} isolate traffic and allow the nodes "
+                        f"({', '.join(self.topology.node_cidrs)}) in each isolated direction, "
+                        "as Kubernetes always does (kubelet probes, host-network pods)"
+                    ),
+                )
+            elif code == "no-node-cidrs":
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    segment=next(iter(items)) if len(items) == 1 else None,
+                    message=(
+                        f"{_segments(items)} isolate traffic but the topology names no "
+                        "nodeCIDRs: kubelet probes and host-network pods may be blocked"
+                    ),
+                )
+
+    def _foreign_findings(self) -> None:
+        """Policy kinds not compiled: refused when they may allow, unless ignored."""
+        refused: list[ForeignPolicy] = []
+        by_kind: dict[tuple[str, Effect], list[ForeignPolicy]] = defaultdict(list)
+        for found in self.inventory.foreign:
+            if found.effect is Effect.MAY_ALLOW and not found.ignored_by(self.options.ignore_kinds):
+                refused.append(found)
+            else:
+                by_kind[(found.qualified_kind, found.effect)].append(found)
+        if refused:
+            shown = "; ".join(f"{f.kind} {f.name} ({f.where})" for f in refused[:10])
+            more = f"; and {len(refused) - 10} more" if len(refused) > 10 else ""
+            kinds = sorted({f.kind for f in refused})
+            raise UnsupportedKindError(
+                f"{len(refused)} policies of kinds nsgsync does not compile: {shown}{more}",
+                hint=UnsupportedKindError.hint
+                + " (e.g. "
+                + " ".join(f"--ignore-kind {k}" for k in kinds)
+                + ")",
+            )
+        for (kind, effect), objects in sorted(by_kind.items()):
+            names = _listed([f.name for f in objects])
+            if effect is Effect.MAY_ALLOW:
+                self._find(
+                    Severity.WARNING,
+                    "kind-ignored",
+                    message=(
+                        f"{len(objects)} {kind} objects ({names}) are not compiled, as "
+                        "--ignore-kind says; traffic they allow beyond the NetworkPolicies "
+                        "is blocked by the cloud rules"
+                    ),
+                )
+            else:
+                self._find(
+                    Severity.INFO,
+                    "kind-narrows-only",
+                    message=(
+                        f"{len(objects)} {kind} objects ({names}) are not compiled: they can "
+                        "only narrow what the network allows, so the cloud rules stay sound "
+                        "without them"
+                    ),
+                )
 
     def _unsegmented_findings(self) -> None:
         if not self.rest.possible:
@@ -633,6 +861,47 @@ class _Compiler:
                             "not enforce it for them"
                         ),
                     )
+
+
+def _labels_remedy(namespaces: frozenset[str]) -> str:
+    if namespaces == {OTHER_NAMESPACES}:
+        return (
+            "read the namespaces with --from-cluster, or pass --namespaces-complete if the "
+            "Namespace manifests given are all of the cluster's"
+        )
+    return (
+        "give the namespaces' labels with their Namespace manifests (-f namespaces.yaml) or "
+        "read them with --from-cluster"
+    )
+
+
+def _listed(names: Sequence[str], *, most: int = 5) -> str:
+    """`a, b, c and 4 more`: a finding names a few and counts the rest."""
+    shown = ", ".join(names[:most])
+    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
+
+
+def _segments(names: Iterable[str]) -> str:
+    ordered = sorted("unsegmented pods" if n == UNSEGMENTED else n for n in names)
+    if len(ordered) == 1:
+        return f"segment {ordered[0]}"
+    return f"{len(ordered)} segments ({_listed(ordered)})"
+
+
+def _it_or_each(names: set[str]) -> str:
+    return "the segment" if len(names) == 1 else "each"
+
+
+def _namespaces_named(namespaces: frozenset[str]) -> str:
+    names = sorted(n for n in namespaces if n != OTHER_NAMESPACES)
+    text = ""
+    if names:
+        text = f"namespace {names[0]}" if len(names) == 1 else f"namespaces {_listed(names)}"
+    if OTHER_NAMESPACES in namespaces:
+        text += (", nor of " if text else "") + (
+            "namespaces it was not given (it read no complete list of namespaces)"
+        )
+    return text
 
 
 _PROTOCOL_ORDER = {

@@ -56,6 +56,7 @@ class Options:
     max_deletions: int | None = None
     allow_empty: bool = False
     selector_only: bool = False
+    ignore_kinds: frozenset[str] = frozenset()
     apply_attachments: bool = False
     retry_initial: float = 1.0
     retry_max: float = 300.0
@@ -214,7 +215,7 @@ class Controller:
 
     def _policy_uid(self, namespace: str, name: str) -> str | None:
         for informer in self.cache.informers:
-            if informer.listed.kind == "NetworkPolicy":
+            if informer.foreign is None and informer.listed.kind == "NetworkPolicy":
                 for obj in informer.objects():
                     meta = obj.get("metadata") or {}
                     if meta.get("namespace") == namespace and meta.get("name") == name:
@@ -291,7 +292,9 @@ class Controller:
                     max_deletions=opts.max_deletions, allow_empty=opts.allow_empty
                 ),
                 progress=lambda message: log.info("%s", message),
-                compile_options=CompileOptions(selector_only=opts.selector_only),
+                compile_options=CompileOptions(
+                    selector_only=opts.selector_only, ignore_kinds=opts.ignore_kinds
+                ),
                 attacher=attacher,
                 proceed=self._may_write,
             )
@@ -353,10 +356,11 @@ def _pooled(api_client: Any) -> Any:
     """The same client settings, with a connection pool for one watch per kind and more."""
     import kubernetes.client
 
-    from nsgsync.controller.watch import WATCHED
+    from nsgsync.controller.watch import FOREIGN, WATCHED
 
     config = copy.deepcopy(api_client.configuration)
-    config.connection_pool_maxsize = max(config.connection_pool_maxsize, len(WATCHED) + 8)
+    wanted = len(WATCHED) + len(FOREIGN) + 8
+    config.connection_pool_maxsize = max(config.connection_pool_maxsize, wanted)
     return kubernetes.client.ApiClient(config)
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.errors import InputError, NsgsyncError
-from nsgsync.model import Inventory, NetworkPolicy, PodInfo
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model.kinds import KNOWN_KINDS, Effect
 from nsgsync.sources.cluster import (
     _FINISHED,
     _NAMESPACES,
@@ -33,6 +34,7 @@ from nsgsync.sources.cluster import (
     _WORKLOADS,
     PAGE_SIZE,
     _Listed,
+    _plural,
     _with_kind,
 )
 from nsgsync.sources.files import Document, _labels, parse_pod, parse_policy
@@ -41,6 +43,9 @@ log = logging.getLogger("nsgsync.controller")
 
 WATCHED: tuple[_Listed, ...] = (_NAMESPACES, _POLICIES, _PODS, *_WORKLOADS)
 WHERE = "cluster:watch"
+# Policy kinds nsgsync does not compile but must see (to refuse them, or with --ignore-kind
+# to report them): watched where their CRDs are served, like `load_cluster` lists them.
+FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(KNOWN_KINDS))
 
 
 class Gone(Exception):
@@ -117,8 +122,29 @@ def _request(
     return raw
 
 
+def _served_versions(api_client: Any, group: str) -> list[str]:
+    """The versions of an API group the server serves (discovery), preferred first."""
+    response = _request(api_client, "/apis", _request_timeout=(10, 60))
+    try:
+        body = json.loads(response.data)
+    finally:
+        response.release_conn()
+    for entry in body.get("groups") or []:
+        if isinstance(entry, dict) and entry.get("name") == group:
+            preferred = (entry.get("preferredVersion") or {}).get("version")
+            versions = [v.get("version") for v in entry.get("versions") or []]
+            ordered = [preferred, *versions] if preferred else versions
+            return list(dict.fromkeys(v for v in ordered if isinstance(v, str)))
+    return []
+
+
 class Informer:
-    """One kind: its objects by (namespace, name), kept current by list and watch."""
+    """One kind: its objects by (namespace, name), kept current by list and watch.
+
+    A `foreign` informer watches a policy kind served by a CRD, if the cluster has it: it
+    finds the versions served through discovery, and a kind not served is synced with no
+    objects, and looked for again every `watch_timeout` seconds (a CRD installed later).
+    """
 
     def __init__(
         self,
@@ -129,8 +155,11 @@ class Informer:
         stop: threading.Event,
         watch_timeout: int = 300,
         backoff: Backoff | None = None,
+        foreign: tuple[str, str] | None = None,
     ) -> None:
         self.listed = listed
+        self.foreign = foreign
+        self.absent = False  # a foreign kind the cluster does not serve (no CRD)
         self.synced = threading.Event()
         self._api = api_client
         self._on_change = on_change
@@ -142,9 +171,13 @@ class Informer:
         self._version: str | None = None
         self._watch: Any = None
         self.relists = 0  # how many full lists (first one included): 410s cost one each
-        self.thread = threading.Thread(
-            target=self._run, name=f"informer-{listed.plural}", daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
+
+    @property
+    def name(self) -> str:
+        """`pods`, `networkpolicies.networking.k8s.io`: as RBAC and kubectl name it."""
+        group = self.listed.api_version.rpartition("/")[0]
+        return f"{self.listed.plural}.{group}" if group else self.listed.plural
 
     @property
     def field_selector(self) -> str | None:
@@ -171,21 +204,26 @@ class Informer:
             try:
                 if self._version is None:
                     self._list()
+                if self.absent:
+                    self._backoff.reset()
+                    self._stop.wait(self._watch_timeout)
+                    self._version = None
+                    continue
                 self._follow()
                 self._backoff.reset()
             except Gone:
-                log.info("watch of %s expired (410 Gone): listing again", self.listed.plural)
+                log.info("watch of %s expired (410 Gone): listing again", self.name)
                 self._version = None
             except kubernetes.client.ApiException as exc:
                 if exc.status == 410:
-                    log.info("watch of %s expired (410 Gone): listing again", self.listed.plural)
+                    log.info("watch of %s expired (410 Gone): listing again", self.name)
                     self._version = None
                     continue
                 self._wait(f"the API server answered {exc.status}: {exc.reason}")
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 self._wait(f"connection lost: {exc}")
             except Exception as exc:  # a surprise must not end the informer for good
-                log.exception("the informer of %s failed", self.listed.plural)
+                log.exception("the informer of %s failed", self.name)
                 self._version = None  # the cache may have missed something: list again
                 self._wait(f"unexpected error: {exc!r}")
 
@@ -193,18 +231,47 @@ class Informer:
         if self._stop.is_set():
             return
         delay = self._backoff.next()
-        log.warning(
-            "cannot list or watch %s (%s); retrying in %.1f s", self.listed.plural, why, delay
-        )
+        log.warning("cannot list or watch %s (%s); retrying in %.1f s", self.name, why, delay)
         self._stop.wait(delay)
 
+    def _candidates(self) -> list[_Listed]:
+        if self.foreign is None:
+            return [self.listed]
+        group, kind = self.foreign
+        return [
+            _Listed(kind, f"{group}/{version}", _plural(kind))
+            for version in _served_versions(self._api, group)
+        ]
+
     def _list(self) -> None:
+        import kubernetes.client
+
+        for candidate in self._candidates():
+            try:
+                self._list_one(candidate)
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 404 and self.foreign is not None:
+                    continue  # not served in this version
+                raise
+            self.listed, self.absent = candidate, False
+            return
+        # A foreign kind nobody serves: no objects, which is the truth, not a failed read.
+        with self._lock:
+            had = bool(self._objects)
+            self._objects = {}
+        self.absent = True
+        self._version = None
+        self.synced.set()
+        if had:
+            self._on_change()
+
+    def _list_one(self, listed: _Listed) -> None:
         objects: dict[tuple[str, str], dict[str, Any]] = {}
         token: str | None = None
         while True:
             response = _request(
                 self._api,
-                self.listed.path(None),
+                listed.path(None),
                 limit=PAGE_SIZE,
                 _continue=token,
                 field_selector=self.field_selector,
@@ -217,7 +284,7 @@ class Informer:
             for item in body.get("items") or []:
                 meta = item.get("metadata") or {}
                 objects[(meta.get("namespace", ""), meta.get("name", ""))] = _with_kind(
-                    item, self.listed
+                    item, listed
                 )
             meta = body.get("metadata") or {}
             token = meta.get("continue") or None
@@ -304,6 +371,17 @@ class Cache:
                 backoff=backoff(),
             )
             for listed in WATCHED
+        ] + [
+            Informer(
+                api_client,
+                _Listed(kind, f"{group}/?", _plural(kind)),
+                on_change=on_change,
+                stop=stop,
+                watch_timeout=watch_timeout,
+                backoff=backoff(),
+                foreign=(group, kind),
+            )
+            for group, kind in FOREIGN
         ]
         # Parsing is per object and version: a reconcile re-parses only what changed.
         self._parsed: dict[tuple[str, str, str], _Parsed] = {}
@@ -324,7 +402,7 @@ class Cache:
         return all(i.synced.is_set() for i in self.informers)
 
     def unsynced(self) -> list[str]:
-        return [i.listed.plural for i in self.informers if not i.synced.is_set()]
+        return [i.name for i in self.informers if not i.synced.is_set()]
 
     def inventory(self) -> Inventory:
         """The cluster as the cache holds it, parsed as `load_cluster` parses a list."""
@@ -338,8 +416,18 @@ class Cache:
         labels: dict[str, dict[str, str]] = {}
         policies: list[NetworkPolicy] = []
         pods: list[PodInfo] = []
+        foreign: list[ForeignPolicy] = []
         seen: set[tuple[str, str, str]] = set()
         for informer in self.informers:
+            if informer.foreign is not None:
+                group, kind = informer.foreign
+                effect: Effect = KNOWN_KINDS[informer.foreign]
+                for obj in informer.objects():
+                    meta = obj.get("metadata") or {}
+                    name, ns = str(meta.get("name") or "?"), meta.get("namespace")
+                    ref = f"{ns}/{name}" if isinstance(ns, str) and ns else name
+                    foreign.append(ForeignPolicy(kind, group, ref, WHERE, effect))
+                continue
             kind = informer.listed.kind
             for obj in informer.objects():
                 meta = obj.get("metadata") or {}
@@ -354,7 +442,8 @@ class Cache:
                     labels[key[2]] = value
         for gone in set(self._parsed) - seen:
             del self._parsed[gone]
-        return Inventory.build(policies, labels, pods)
+        # Every namespace is watched: the list is complete (no unknown namespaces).
+        return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
 
     def _parse(
         self, key: tuple[str, str, str], obj: dict[str, Any]

@@ -17,10 +17,13 @@ from nsgsync.model.k8s import (
     Protocol,
     Requirement,
 )
+from nsgsync.model.kinds import Effect, ForeignPolicy
 from nsgsync.model.topology import Segment, Topology
 
 __all__ = [
     "ContainerPort",
+    "Effect",
+    "ForeignPolicy",
     "IPBlock",
     "Inventory",
     "LabelSelector",

@@ -1,4 +1,4 @@
-"""The topology: how a cluster's pods map onto address space (DESIGN.md, "Topology").
+"""The topology: how a cluster's pods map onto address space (docs/contracts.md).
 
 The key names are a contract; unknown keys are an error. Provider blocks are kept as
 raw mappings here and validated by the provider in use, so the core knows no cloud.
@@ -18,6 +18,10 @@ from nsgsync.model.k8s import EVERYTHING, LabelSelector
 from nsgsync.net import AddressSet
 
 _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+_NODES_APART = (
+    "every isolated segment allows the nodes, so pods at those addresses would reach them "
+    "all; list only the nodes' own ranges in nodeCIDRs and only pod ranges in podCIDRs"
+)
 
 
 def _cidr_list(values: list[str]) -> list[str]:
@@ -149,7 +153,34 @@ class Topology(BaseModel):
                 raise ValueError(
                     f"segments[{second}] ({two.name}): cidrs overlap segment {one.name!r} ({both})"
                 )
+        self._nodes_apart(pods)
         return self
+
+    def _nodes_apart(self, pods: AddressSet) -> None:
+        """Node addresses must not be pod addresses.
+
+        Every isolated direction allows `nodeCIDRs` (kubelet probes); pods inside them would
+        then reach every isolated segment with every protocol, whatever the policies say.
+        """
+        nodes = self.node_addresses
+        if not nodes.overlaps(pods):
+            return
+        for node_cidr in self.node_cidrs:
+            node = AddressSet.of(node_cidr)
+            for pod_cidr in self.pod_cidrs:
+                both = node & AddressSet.of(pod_cidr)
+                if not both:
+                    continue
+                # Segments lie inside podCIDRs; those hit are where the harm lands.
+                hit = [seg.name for seg in self.segments if seg.addresses.overlaps(both)]
+                within = ""
+                if hit:
+                    more = f" and {len(hit) - 3} more" if len(hit) > 3 else ""
+                    within = f", within segments {', '.join(hit[:3])}{more}"
+                raise ValueError(
+                    f"nodeCIDRs {node_cidr} overlaps podCIDRs {pod_cidr} "
+                    f"({', '.join(both.cidrs()[:3])}{within}): {_NODES_APART}"
+                )
 
     @property
     def pod_addresses(self) -> AddressSet:

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nsgsync.errors import InputError
-from nsgsync.model import Inventory, NetworkPolicy, PodInfo
+import yaml
+
+from nsgsync.errors import InputError, did_you_mean, excerpt
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model.kinds import KNOWN_KINDS
 from nsgsync.sources.files import Document, _labels, parse_pod, parse_policy
 
 if TYPE_CHECKING:
@@ -93,14 +97,25 @@ class _Expired(Exception):
     """A continue token expired (410): the list must start again."""
 
 
+class _NotServed(Exception):
+    """The API server does not serve the path (404): a kind whose CRD is not installed."""
+
+
+_FOREIGN_RBAC_HINT = (
+    "nsgsync must see every policy kind that may allow traffic: grant get/list/watch on "
+    "it to nsgsync's service account (deploy/rbac.yaml does), or pass --ignore-kind KIND "
+    "if that kind allows nothing more than the NetworkPolicies"
+)
+
+
 def _kubernetes() -> Any:
     try:
         import kubernetes
-    except ImportError:
+    except ImportError as exc:
         raise InputError(
             "reading or writing the live cluster needs the kubernetes client",
             hint="install it with: pip install 'nsgsync[cluster]'",
-        ) from None
+        ) from exc
     return kubernetes
 
 
@@ -127,30 +142,168 @@ def _connect(
                 f"cannot use the in-cluster service account: {exc}",
                 file="cluster:in-cluster",
                 hint="run in a pod with a mounted service account token, or pass --kubeconfig",
-            ) from None
+            ) from exc
         return k8s.client.ApiClient(configuration), "cluster:in-cluster"
-    source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    files = _kubeconfig_files(kubeconfig)
+    context = _check_context(files, context)
+    source = files[0][0] if len(files) == 1 else os.pathsep.join(name for name, _ in files)
     try:
-        if context is None:
-            current = k8s.config.list_kube_config_contexts(kubeconfig)[1]
-            if not current:
-                raise InputError(
-                    "the kubeconfig has no current context",
-                    file=source,
-                    hint="pass --context NAME (see `kubectl config get-contexts`)",
-                )
-            context = str(current["name"])
-        # persist_config=False: nsgsync never rewrites a user's kubeconfig.
+        # persist_config=False: nsgsync never rewrites a user's kubeconfig. The paths are
+        # given explicitly: the client reads $KUBECONFIG once, when it is imported.
         client = k8s.config.new_client_from_config(
-            config_file=kubeconfig, context=context, persist_config=False
+            config_file=os.pathsep.join(os.path.expanduser(name) for name, _ in files),
+            context=context,
+            persist_config=False,
         )
     except (k8s.config.ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
-            f"cannot use the kubeconfig: {exc}",
+            f"cannot use context {excerpt(context)} of the kubeconfig: {_without_values(exc)}",
             file=source,
-            hint="pass --kubeconfig PATH and --context NAME (see `kubectl config get-contexts`)",
-        ) from None
+            hint="fix the kubeconfig (check it with `kubectl config view`), or pass another "
+            "--kubeconfig or --context",
+        ) from exc
     return client, f"cluster:{context}"
+
+
+_KUBECONFIG_HINT = (
+    "pass --kubeconfig PATH (and --context NAME), or set KUBECONFIG; "
+    "`kubectl config view` shows what kubectl uses"
+)
+_KUBECONFIG_LISTS = {"clusters": "cluster", "contexts": "context", "users": "user"}
+
+
+def _kubeconfig_files(kubeconfig: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The kubeconfig files the client will merge, each as named and as parsed.
+
+    Checked here, so that a missing, unreadable or malformed file is named in one line
+    rather than surfacing as whatever the client trips over.
+    """
+    explicit = kubeconfig is not None
+    given = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    names = [n for n in given.split(os.pathsep) if n]
+    if not names:
+        raise InputError("no kubeconfig file named", file=given, hint=_KUBECONFIG_HINT)
+    found = [n for n in names if os.path.exists(os.path.expanduser(n))]
+    # Like kubectl, a $KUBECONFIG list skips files that do not exist; one the user named
+    # with --kubeconfig must exist.
+    missing = [n for n in names if n not in found] if explicit else ([] if found else names)
+    if missing:
+        what = "--kubeconfig" if explicit else ("KUBECONFIG" if "KUBECONFIG" in os.environ else "")
+        raise InputError(
+            "kubeconfig file not found" + (f" (named by {what})" if what else ""),
+            file=", ".join(missing),
+            hint=_KUBECONFIG_HINT,
+        )
+    return [(name, _read_kubeconfig(name)) for name in found]
+
+
+def _read_kubeconfig(name: str) -> dict[str, Any]:
+    path = os.path.expanduser(name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except IsADirectoryError as exc:
+        raise InputError(
+            "is a folder, not a kubeconfig file", file=name, hint=_KUBECONFIG_HINT
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(
+            f"cannot read the kubeconfig: {why}", file=name, hint=_KUBECONFIG_HINT
+        ) from exc
+    except RecursionError as exc:  # the YAML parser recurses once per level of nesting
+        raise InputError(
+            "malformed kubeconfig: nested too deeply", file=name, hint=_KUBECONFIG_HINT
+        ) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise InputError(
+            f"malformed kubeconfig: {problem}",
+            file=name,
+            line=mark.line + 1 if mark is not None else None,
+            hint=_KUBECONFIG_HINT,
+        ) from exc
+    if doc is None:
+        raise InputError("the kubeconfig file is empty", file=name, hint=_KUBECONFIG_HINT)
+    if not isinstance(doc, dict):
+        raise InputError(
+            "malformed kubeconfig: not a mapping of clusters, contexts and users",
+            file=name,
+            hint=_KUBECONFIG_HINT,
+        )
+    for key, body in _KUBECONFIG_LISTS.items():
+        items = doc.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise InputError(
+                "malformed kubeconfig: must be a list", file=name, field=key, hint=_KUBECONFIG_HINT
+            )
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InputError(
+                    "malformed kubeconfig: each entry needs a name",
+                    file=name,
+                    field=f"{key}[{i}].name",
+                    hint=_KUBECONFIG_HINT,
+                )
+            if key != "users" and not isinstance(item.get(body), dict):
+                raise InputError(
+                    f"malformed kubeconfig: {item['name']!r} has no {body} mapping",
+                    file=name,
+                    field=f"{key}[{i}].{body}",
+                    hint=_KUBECONFIG_HINT,
+                )
+    current = doc.get("current-context")
+    if current is not None and not isinstance(current, str):
+        raise InputError(
+            "malformed kubeconfig: must be a context name",
+            file=name,
+            field="current-context",
+            hint=_KUBECONFIG_HINT,
+        )
+    return doc
+
+
+def _check_context(files: Sequence[tuple[str, dict[str, Any]]], context: str | None) -> str:
+    """The context to use, checked against those the kubeconfig has (merged as the client does)."""
+    names: list[str] = []
+    current: str | None = None
+    for _, doc in files:
+        names += [c["name"] for c in doc.get("contexts") or () if c["name"] not in names]
+        if "current-context" in doc:  # the client lets a later file's win
+            current = doc["current-context"]
+    where = ", ".join(name for name, _ in files)
+    shown = ", ".join(names[:20]) + (f" (+{len(names) - 20} more)" if len(names) > 20 else "")
+    has = f"it has: {shown}" if names else "it has no contexts"
+    if context is None:
+        if not current:
+            raise InputError(
+                f"the kubeconfig has no current context; {has}",
+                file=where,
+                hint="pass --context NAME (see `kubectl config get-contexts`)",
+            )
+        if current not in names:
+            raise InputError(
+                f"the kubeconfig's current-context {excerpt(current)} is not one of its "
+                f"contexts; {has}",
+                file=where,
+                hint="pass --context NAME, or fix current-context (`kubectl config use-context`)",
+            )
+        return current
+    if context not in names:
+        raise InputError(
+            f"no context {excerpt(context)} in the kubeconfig{did_you_mean(context, names)}; {has}",
+            file=where,
+            hint="pass one of them with --context (see `kubectl config get-contexts`)",
+        )
+    return context
+
+
+def _without_values(exc: BaseException) -> str:
+    """The client's message without the entries it quotes: they may hold tokens or keys."""
+    return re.sub(r"\{.*\}", "{...}", str(exc).replace("\n", " "))
 
 
 def load_cluster(
@@ -216,17 +369,82 @@ def _read(
                 for doc in _documents(api_client, listed, scope, page_size, where):
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
+        foreign = _foreign(api_client, where, page_size)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
         raise
-    return Inventory.build(policies, labels, pods)
+    # Every namespace was listed, whatever `namespaces` limits: the list is complete.
+    return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
+
+
+def _plural(kind: str) -> str:
+    lower = kind.lower()
+    return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
+
+
+def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]:
+    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
+    try:
+        _, body = _send(
+            api_client,
+            "GET",
+            "/apis",
+            query=[],
+            action="cannot discover the cluster's API groups",
+            where=where,
+            forbidden_hint=READ_RBAC_HINT,
+            missing_hint=READ_RBAC_HINT,
+            missing_ok=True,
+        )
+    except _NotServed:
+        return []  # an API server without discovery serves no custom resources either
+    served: dict[str, list[str]] = {}
+    for group in body.get("groups") or []:
+        if isinstance(group, dict) and isinstance(group.get("name"), str):
+            versions = [v.get("version") for v in group.get("versions") or []]
+            served[group["name"]] = [v for v in versions if isinstance(v, str)]
+    found: list[ForeignPolicy] = []
+    for (group, kind), effect in sorted(KNOWN_KINDS.items()):
+        # A kind is served under each version of its group that has it; the first is enough.
+        for version in served.get(group, ()):
+            listed = _Listed(kind, f"{group}/{version}", _plural(kind))
+            try:
+                docs = _documents(
+                    api_client,
+                    listed,
+                    None,
+                    page_size,
+                    where,
+                    forbidden_hint=_FOREIGN_RBAC_HINT,
+                    missing_ok=True,
+                )
+            except _NotServed:
+                continue
+            for doc in docs:
+                meta = doc.body.get("metadata") or {}
+                name = str(meta.get("name") or "?")
+                ns = meta.get("namespace")
+                ref = f"{ns}/{name}" if isinstance(ns, str) and ns else name
+                found.append(ForeignPolicy(kind, group, ref, where, effect))
+            break
+    return found
 
 
 def _documents(
-    api_client: Any, listed: _Listed, namespace: str | None, page_size: int, where: str
+    api_client: Any,
+    listed: _Listed,
+    namespace: str | None,
+    page_size: int,
+    where: str,
+    *,
+    forbidden_hint: str = READ_RBAC_HINT,
+    missing_ok: bool = False,
 ) -> list[Document]:
-    """Every object of one kind, page by page, each as a Document like a manifest's."""
+    """Every object of one kind, page by page, each as a Document like a manifest's.
+
+    With `missing_ok`, raises _NotServed when the API server does not serve the kind.
+    """
     scope = f"in namespace {namespace}" if namespace else "in the cluster"
     action = f"cannot list {listed.plural} {scope}"
     for attempt in range(_LIST_RESTARTS + 1):
@@ -247,8 +465,9 @@ def _documents(
                     query=query,
                     action=action,
                     where=where,
-                    forbidden_hint=READ_RBAC_HINT,
+                    forbidden_hint=forbidden_hint,
                     missing_hint="nsgsync needs Kubernetes 1.21 or later (batch/v1 CronJob)",
+                    missing_ok=missing_ok,
                 )
                 for item in body.get("items") or []:
                     if isinstance(item, dict):
@@ -285,6 +504,7 @@ def _send(
     where: str,
     forbidden_hint: str,
     missing_hint: str,
+    missing_ok: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """One request through the client's own auth, TLS and proxy handling: (status, JSON).
 
@@ -327,6 +547,8 @@ def _send(
     status = int(response.status)
     if status == 410:
         raise _Expired
+    if status == 404 and missing_ok:
+        raise _NotServed
     if not 200 <= status <= 299:
         raise _api_error(status, response.reason, data, action, where, forbidden_hint, missing_hint)
     try:
@@ -473,6 +695,12 @@ def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:
     are facts of the cluster, so the cluster's win.
     """
     policies = {p.ref: p for p in cluster.policies} | {p.ref: p for p in files.policies}
-    namespaces = dict(files.namespaces) | dict(cluster.namespaces)
+    namespaces = files.described_namespaces | cluster.described_namespaces
     pods = {(p.namespace, p.kind, p.name): p for p in (*files.pods, *cluster.pods)}
-    return Inventory.build(policies.values(), namespaces, pods.values())
+    return Inventory.build(
+        policies.values(),
+        namespaces,
+        pods.values(),
+        namespaces_complete=files.namespaces_complete or cluster.namespaces_complete,
+        foreign=(*files.foreign, *cluster.foreign),
+    )

@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from nsgsync.errors import InputError, TopologyError
+from nsgsync.errors import InputError, TopologyError, excerpt
 from nsgsync.model import (
     ContainerPort,
+    ForeignPolicy,
     Inventory,
     LabelSelector,
     NetworkPolicy,
@@ -27,6 +28,7 @@ from nsgsync.model import (
     Protocol,
     Topology,
 )
+from nsgsync.model.kinds import NETWORK_POLICY_V1, classify, group_of
 
 _SUFFIXES = {".yaml", ".yml", ".json"}
 _TEMPLATE_KINDS = {
@@ -341,10 +343,14 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
     policies: dict[str, tuple[NetworkPolicy, str]] = {}
     namespaces: dict[str, dict[str, str]] = {}
     pods: dict[tuple[str, str, str], PodInfo] = {}
+    foreign: list[ForeignPolicy] = []
     for path in iter_files(paths):
         for doc in read_documents(path):
             kind = doc.body.get("kind")
-            if kind == "NetworkPolicy":
+            if (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
+                foreign.append(found)
+            elif kind == "NetworkPolicy":
+                check_policy_api_version(doc)
                 policy = parse_policy(doc)
                 if policy.ref in policies:
                     raise InputError(
@@ -372,7 +378,40 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
                 pod = parse_pod(doc)
                 if pod is not None:
                     pods[(pod.namespace, pod.kind, pod.name)] = pod
-    return Inventory.build((p for p, _ in policies.values()), namespaces, pods.values())
+    return Inventory.build(
+        (p for p, _ in policies.values()), namespaces, pods.values(), foreign=foreign
+    )
+
+
+def foreign_policy(doc: Document, *, where: str) -> ForeignPolicy | None:
+    """The document as a policy of a kind nsgsync does not compile, if it is one."""
+    api_version, kind = doc.body.get("apiVersion"), doc.body.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None
+    effect = classify(api_version, kind)
+    if effect is None:
+        return None
+    meta = doc.body.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    name = meta.get("name") if isinstance(meta.get("name"), str) else "?"
+    namespace = meta.get("namespace")
+    ref = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else str(name)
+    return ForeignPolicy(kind, group_of(api_version), ref, where, effect)
+
+
+def check_policy_api_version(doc: Document) -> None:
+    """A NetworkPolicy of another API version is no v1 policy: refuse, never guess."""
+    api_version = doc.body.get("apiVersion")
+    if api_version is None or api_version == NETWORK_POLICY_V1:
+        return
+    raise InputError(
+        f"apiVersion {excerpt(api_version)} is not one nsgsync reads for kind NetworkPolicy",
+        file=doc.file,
+        line=doc.line,
+        field="apiVersion",
+        hint=f"Kubernetes serves NetworkPolicy as {NETWORK_POLICY_V1}; for a CNI's own "
+        "policy kinds see docs/semantics.md",
+    )
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -7,15 +7,17 @@ without the tag are never read, changed or deleted.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nsgsync.errors import ProviderError
+from nsgsync.errors import ProviderError, excerpt
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Op, Plan, Resource
 from nsgsync.provider import Progress
@@ -40,13 +42,41 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+def check_endpoint_settings(environ: Mapping[str, str] = os.environ) -> None:
+    """A malformed endpoint setting is named, before boto3 fails on it with a traceback."""
+    if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return  # boto3 ignores them then
+    for name in ("AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"):
+        value = environ.get(name)
+        if not value:
+            continue  # unset or empty: boto3 uses the regional endpoint
+        try:
+            url = urlsplit(value)
+            ok = url.scheme in ("http", "https") and bool(url.hostname) and url.port != 0
+        except ValueError:  # e.g. an unclosed IPv6 bracket, a port out of range
+            ok = False
+        if not ok:
+            raise ProviderError(
+                f"{name} is not an http(s) URL: {excerpt(value)}",
+                hint=f"set {name} to an endpoint such as https://ec2.eu-west-1.amazonaws.com, "
+                "or unset it to use the region's; nothing was changed",
+            )
+
+
 def make_client(region: str) -> Any:
     """An EC2 client; boto3 finds credentials and honours AWS_ENDPOINT_URL itself."""
-    return boto3.client(
-        "ec2",
-        region_name=region,
-        config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
-    )
+    check_endpoint_settings()
+    try:
+        return boto3.client(
+            "ec2",
+            region_name=region,
+            config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
+        )
+    except ValueError as exc:  # an endpoint_url in the AWS config file, the one left
+        raise ProviderError(
+            f"cannot make an EC2 client: {exc}",
+            hint="check endpoint_url in the AWS profile (~/.aws/config); nothing was changed",
+        ) from exc
 
 
 def _own_tags(tag_list: Iterable[dict[str, str]] | None) -> list[dict[str, str]]:

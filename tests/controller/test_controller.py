@@ -196,6 +196,7 @@ def test_stop_mid_reconcile_releases_the_lease_and_a_rerun_converges(
     assert "holderIdentity" not in api.get("Lease", "nsgsync", "nsgsync")["spec"]
     # the abandoned apply wrote some of its changes, not all
     args = ["-f", str(EXAMPLE), "--topology", str(topology_file), "--detailed-exitcode"]
+    args.append("--namespaces-complete")  # as the watched cluster is
     assert main(["plan", *args]) == 2
     capsys.readouterr()
 
@@ -383,3 +384,22 @@ def test_events_are_not_rewritten_within_the_event_interval(
     assert "series" not in event  # observed again each resync, written once
     writes = [c for c in api.calls if "/events" in c.path and c.method != "GET"]
     assert [c.method for c in writes] == ["POST"]
+
+
+def test_a_policy_kind_nsgsync_does_not_compile_stops_reconciles_until_gone(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    cilium = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "allow-more", "namespace": "shop"},
+        "spec": {"endpointSelector": {}},
+    }
+    api.add(cilium)  # it may allow what the NetworkPolicies deny: nsgsync must not guess
+    api.add(db_policy(9187))
+    wait_for(lambda: "CiliumNetworkPolicy" in (controller.last_error or ""), "refused to compile")
+    assert 9187 not in ingress_ports(ec2, "shop-db")  # the last good state holds
+    api.delete("CiliumNetworkPolicy", "shop", "allow-more")
+    wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "reconciled once it is gone")

@@ -67,6 +67,14 @@ RESOURCES: dict[str, Resource] = {
     "SecurityGroupPolicy": Resource("vpcresources.k8s.aws/v1beta1", "securitygrouppolicies"),
     "Lease": Resource("coordination.k8s.io/v1", "leases"),
     "Event": Resource("events.k8s.io/v1", "events"),
+    # Policy kinds of CNIs and of network-policy-api, served as their CRDs would be.
+    "CiliumNetworkPolicy": Resource("cilium.io/v2", "ciliumnetworkpolicies"),
+    "CiliumClusterwideNetworkPolicy": Resource(
+        "cilium.io/v2", "ciliumclusterwidenetworkpolicies", namespaced=False
+    ),
+    "AdminNetworkPolicy": Resource(
+        "policy.networking.k8s.io/v1alpha1", "adminnetworkpolicies", namespaced=False
+    ),
 }
 _BY_PATH = {(r.prefix, r.plural): (kind, r) for kind, r in RESOURCES.items()}
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -422,6 +430,8 @@ class KubeApi:
         return kind, res, namespace, rest[1] if len(rest) == 2 else None
 
     def _route(self, call: Call) -> tuple[int, dict[str, Any]]:
+        if call.path.rstrip("/") == "/apis" and call.method == "GET":
+            return 200, self._discovery()
         kind, res, namespace, name = self._resolve(call.path)
         if call.method == "GET" and name is None:
             return 200, self._list(kind, res, namespace, call.query)
@@ -437,6 +447,21 @@ class KubeApi:
             if call.method == "DELETE":
                 return self._delete(res, namespace, name)
         raise ApiError(405, f"{call.method} is not supported here")
+
+    def _discovery(self) -> dict[str, Any]:
+        """APIGroupList: the groups and versions served, as GET /apis answers."""
+        versions: dict[str, set[str]] = {}
+        for res in RESOURCES.values():
+            if res.group:
+                versions.setdefault(res.group, set()).add(res.api_version)
+        groups = []
+        for group in sorted(versions):
+            served = [
+                {"groupVersion": gv, "version": gv.rpartition("/")[2]}
+                for gv in sorted(versions[group])
+            ]
+            groups.append({"name": group, "versions": served, "preferredVersion": served[0]})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def _list(
         self, kind: str, res: Resource, namespace: str | None, query: dict[str, str]

@@ -19,6 +19,28 @@ resource "aws_security_group" "default" {
 
 # pods and their nodes (kubelet probes, host-network pods)
 # default/restrict-inter-namespace-communication rule 0 peer 0
+# nsgsync key: sgr/default/in/-1/all/10.0.1.0/24
+resource "aws_vpc_security_group_ingress_rule" "default_all_10_0_1_0_24" {
+  security_group_id = aws_security_group.default.id
+  ip_protocol       = "-1"
+  cidr_ipv4         = "10.0.1.0/24"
+  description       = "pods and their nodes (kubelet probes, host-network pods); default/restrict-inter-namespace-communication rule 0 peer 0"
+  tags              = local.tags_default
+}
+
+# pods and their nodes (kubelet probes, host-network pods)
+# default/restrict-inter-namespace-communication rule 0 peer 0
+# nsgsync key: sgr/default/in/-1/all/10.0.128.0/17
+resource "aws_vpc_security_group_ingress_rule" "default_all_10_0_128_0_17" {
+  security_group_id = aws_security_group.default.id
+  ip_protocol       = "-1"
+  cidr_ipv4         = "10.0.128.0/17"
+  description       = "pods and their nodes (kubelet probes, host-network pods); default/restrict-inter-namespace-communication rule 0 peer 0"
+  tags              = local.tags_default
+}
+
+# pods and their nodes (kubelet probes, host-network pods)
+# default/restrict-inter-namespace-communication rule 0 peer 0
 # nsgsync key: sgr/default/in/-1/all/10.0.2.0/24
 resource "aws_vpc_security_group_ingress_rule" "default_all_10_0_2_0_24" {
   security_group_id = aws_security_group.default.id

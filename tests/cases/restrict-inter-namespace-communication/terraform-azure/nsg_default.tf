@@ -28,7 +28,7 @@ resource "azurerm_network_security_rule" "default_in_all" {
   protocol                    = "*"
   source_port_range           = "*"
   destination_port_range      = "*"
-  source_address_prefixes     = ["10.0.2.0/24", "10.1.0.0/20"]
+  source_address_prefixes     = ["10.0.1.0/24", "10.0.2.0/24", "10.0.128.0/17", "10.1.0.0/20"]
   destination_address_prefix  = "10.0.1.0/24"
   description                 = "pods and their nodes (kubelet probes, host-network pods); default/restrict-inter-namespace-communication rule 0 peer 0"
 }

@@ -15,7 +15,7 @@ resource "google_compute_firewall" "default_ingress_allow_all" {
   direction          = "INGRESS"
   priority           = 100
   disabled           = false
-  source_ranges      = ["10.0.2.0/24", "10.1.0.0/20"]
+  source_ranges      = ["10.0.1.0/24", "10.0.2.0/24", "10.0.128.0/17", "10.1.0.0/20"]
   destination_ranges = ["10.0.1.0/24"]
   target_tags        = ["gke-seeds-node"]
 
