@@ -103,7 +103,7 @@ class _NotServed(Exception):
 
 _FOREIGN_RBAC_HINT = (
     "nsgsync must see every policy kind that may allow traffic: grant get/list/watch on "
-    "it to nsgsync's service account (deploy/rbac.yaml does), or pass --ignore-kind KIND "
+    "it to nsgsync's service account (deploy/base/rbac.yaml does), or pass --ignore-kind KIND "
     "if that kind allows nothing more than the NetworkPolicies"
 )
 
