@@ -48,10 +48,6 @@ WHERE = "cluster:watch"
 FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(KNOWN_KINDS))
 
 
-class Gone(Exception):
-    """The server no longer has the version asked for (410): list again."""
-
-
 @dataclass
 class Backoff:
     """Exponential backoff with jitter: first `initial` seconds, doubling up to `maximum`."""
@@ -211,9 +207,6 @@ class Informer:
                     continue
                 self._follow()
                 self._backoff.reset()
-            except Gone:
-                log.info("watch of %s expired (410 Gone): listing again", self.name)
-                self._version = None
             except kubernetes.client.ApiException as exc:
                 if exc.status == 410:
                     log.info("watch of %s expired (410 Gone): listing again", self.name)
