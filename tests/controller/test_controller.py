@@ -403,3 +403,20 @@ def test_a_policy_kind_nsgsync_does_not_compile_stops_reconciles_until_gone(
     assert 9187 not in ingress_ports(ec2, "shop-db")  # the last good state holds
     api.delete("CiliumNetworkPolicy", "shop", "allow-more")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "reconciled once it is gone")
+
+
+def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    # The Lease cannot be renewed for a while (about 30 tries at 0.2 s): past the renew
+    # deadline (2 s), the replica must stop leading, and writing.
+    api.fail_next(30, status=500, match="/leases/")
+    wait_for(lambda: not controller.elector.is_leader(), "leadership lost")
+    wait_for(lambda: metrics(controller)[("nsgsync_leader", ())] == 0, "the leader metric")
+    api.add(db_policy(9187))
+    time.sleep(4 * DEBOUNCE)  # several debounce windows with a change pending
+    assert 9187 not in ingress_ports(ec2, "shop-db")
+    wait_for(controller.elector.is_leader, "leading again once the Lease answers")
+    wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the pending change applied")
