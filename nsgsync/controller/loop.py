@@ -312,13 +312,18 @@ class Controller:
             log.exception("reconcile %d failed unexpectedly", self.reconciles)
             self._failed(exc)
         else:
-            outcome_label = "applied" if outcome.applied else "unchanged"
+            # Counted before the state it leaves is published: whoever sees the drift or
+            # the findings of this reconcile also sees it counted.
+            self._count("applied" if outcome.applied else "unchanged", started)
             self._succeeded(outcome)
-        finally:
-            elapsed = time.monotonic() - started
-            self.metrics.reconcile_duration.observe(elapsed)
-            self.metrics.reconciles.labels(outcome_label).inc()
-            log.info("reconcile %d: %s in %.2f s", self.reconciles, outcome_label, elapsed)
+            return
+        self._count(outcome_label, started)
+
+    def _count(self, outcome: str, started: float) -> None:
+        elapsed = time.monotonic() - started
+        self.metrics.reconcile_duration.observe(elapsed)
+        self.metrics.reconciles.labels(outcome).inc()
+        log.info("reconcile %d: %s in %.2f s", self.reconciles, outcome, elapsed)
 
     def _failed(self, exc: BaseException) -> None:
         delay = self._backoff.next()
