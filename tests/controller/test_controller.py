@@ -249,7 +249,7 @@ def test_metrics_and_events_after_a_scenario(api: KubeApi, ec2: Ec2, make_contro
     assert m[("nsgsync_leader", ())] == 1
     assert m[("nsgsync_reconciles_total", (("outcome", "applied"),))] >= 3
     assert m[("nsgsync_reconciles_total", (("outcome", "unchanged"),))] >= 1
-    assert controller.last_error is None  # the last reconcile succeeded
+    assert m[("nsgsync_reconciles_total", (("outcome", "failed"),))] == 0
     assert m[("nsgsync_cloud_changes_total", (("op", "add"), ("type", "security-group")))] == 6
     assert m[("nsgsync_findings", (("code", "selector-widened"), ("severity", "warning")))] == 1
     assert m[("nsgsync_last_successful_reconcile_timestamp_seconds", ())] > 0
