@@ -1,6 +1,11 @@
-"""Compile at scale: a synthetic cluster, compiled and measured.
+"""compile_intent at scale, in memory: a synthetic cluster, compiled and measured.
 
     python -m benchmarks.compile_scale [--sizes 100,1000,10000] [--runs 5]
+
+A micro-benchmark of the compiler alone: the model objects are built in memory, so reading
+and parsing files, validating manifests, rendering for a cloud and printing the output are
+not measured. What a user waits for, `nsgsync` run as a process on files, is measured by
+`benchmarks/run.py`.
 
 Each size is N policies over N/5 application namespaces, two segments per namespace
 (the frontend tier, and every other pod of the namespace) and a final catch-all

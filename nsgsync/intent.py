@@ -6,13 +6,13 @@ ANY; `ports` a list of inclusive [from, to] ranges or None for every port.
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nsgsync.jsontext import pretty
 from nsgsync.net import AddressSet
 
 API_VERSION = "nsgsync.io/v1alpha1"
@@ -118,9 +118,18 @@ class Finding(BaseModel):
     message: str
     policy: str | None = None
     segment: str | None = None
+    # Every segment the finding concerns, where it concerns more than one (one cause, one
+    # finding: a peer widened in many segments); `segment` names it where it is just one.
+    segments: tuple[str, ...] | None = None
 
     def sort_key(self) -> tuple[str, str, str, str]:
         return (self.segment or "", self.policy or "", self.code, self.message)
+
+    def concerns(self) -> tuple[str, ...]:
+        """The segments this finding is about (none: the cluster, or policies only)."""
+        if self.segments:
+            return self.segments
+        return (self.segment,) if self.segment else ()
 
 
 class Intent(BaseModel):
@@ -187,4 +196,4 @@ class Intent(BaseModel):
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return pretty(self.to_dict())

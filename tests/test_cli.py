@@ -43,32 +43,40 @@ def test_compile_text_lists_segments_and_findings(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize(
-    ("src", "dst", "port", "verdicts"),
+    ("src", "dst", "port", "verdicts", "code"),
     [
         (
             "shop/frontend",
             "shop/backend",
             "8081/TCP",
             ("Kubernetes: ALLOWED", "Cloud rules (Intent): ALLOWED"),
+            0,
         ),
         (
             "shop/frontend",
             "shop/db",
             "5432",
             ("Kubernetes: DENIED", "Cloud rules (Intent): DENIED"),
+            3,
         ),
         (
             "203.0.113.9",
             "shop/frontend",
             "8080",
             ("Kubernetes: ALLOWED", "Cloud rules (Intent): ALLOWED"),
+            0,
         ),
     ],
 )
 def test_explain(
-    capsys: pytest.CaptureFixture[str], src: str, dst: str, port: str, verdicts: tuple[str, str]
+    capsys: pytest.CaptureFixture[str],
+    src: str,
+    dst: str,
+    port: str,
+    verdicts: tuple[str, str],
+    code: int,
 ) -> None:
-    assert main(["explain", *EXAMPLE, "--from", src, "--to", dst, "--port", port]) == 0
+    assert main(["explain", *EXAMPLE, "--from", src, "--to", dst, "--port", port]) == code
     out = capsys.readouterr().out
     for line in verdicts:
         assert line in out
@@ -93,7 +101,7 @@ def test_bad_input_exits_1_naming_file_object_and_field(
 
 
 def test_every_verb_has_help_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for verb in ("compile", "explain", "plan", "apply"):
+    for verb in ("compile", "explain", "plan", "apply", "graph", "completion"):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         assert "examples:" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def test_node_cidrs_overlapping_pods_are_a_topology_error(
     path = topology(tmp_path, nodeCIDRs=nodes)
     assert main(["compile", *CLUSTER, "--topology", str(path)]) == 1
     err = capsys.readouterr().err
-    assert f"{path}: Topology demo-eu-1: {message}" in err
+    assert f"{path}:1: Topology demo-eu-1: {message}" in err
     assert "Traceback" not in err
 
 
@@ -113,7 +113,7 @@ def test_shipped_topologies_still_load(path: Path, capsys: pytest.CaptureFixture
         ("- a\n- b\n", "a document must be a mapping"),
         ("just text\n", "a document must be a mapping"),
         ("cluster: [\n", "malformed YAML"),
-        (b"\xff\xfe\x00bad", "cannot read file"),
+        (b"\xff\xfe\x00bad", "not UTF-8 text"),
     ],
     ids=["empty", "list", "scalar", "bad-yaml", "not-utf8"],
 )

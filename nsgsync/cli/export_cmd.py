@@ -9,7 +9,6 @@ terraform/modules/ to consume.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from nsgsync.cli.findings import render_findings
 from nsgsync.engine import make_plan
 from nsgsync.errors import InputError
 from nsgsync.intent import API_VERSION, Finding, Intent, Severity
+from nsgsync.jsontext import pretty
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Op, Resource
 from nsgsync.provider import Attaching, Connection, Provider, load_provider
@@ -299,7 +299,7 @@ def run_json(args: argparse.Namespace) -> int:
     _warn(inputs.intent.findings)
     if "existing" in doc:
         progress(f"{len(doc['existing'])} of the resources exist already (`existing`)")
-    text = json.dumps(doc, indent=2) + "\n"
+    text = pretty(doc)
     if args.output:
         try:
             Path(args.output).write_text(text)

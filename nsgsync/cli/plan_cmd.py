@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from nsgsync.cli import plan_view
 from nsgsync.cli.common import add_input_options, progress, read_inputs
 from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
@@ -24,9 +25,10 @@ examples:
   nsgsync plan -f manifests/ --topology topology.yaml
   nsgsync plan -f manifests/ --topology topology.yaml --offline -o json   # in CI, no credentials
   nsgsync plan -f manifests/ --topology topology.yaml --detailed-exitcode --save-plan plan.json
+  nsgsync plan -f manifests/ --topology topology.yaml --offline -o markdown --fail-on warning
 
-Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (a usage error too),
-2 changes present (--detailed-exitcode only).
+Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (a usage error too)
+or (with --fail-on) findings of that severity, 2 changes present (--detailed-exitcode only).
 """
 
 APPLY_EXAMPLES = """\
@@ -49,7 +51,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_options(plan)
-    plan.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    plan.add_argument("-o", "--output", choices=["text", "json", "markdown"], default="text")
+    plan_view.add_view_options(plan)
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -133,13 +136,17 @@ def run_plan(args: argparse.Namespace) -> int:
             f"plan saved to {args.save_plan}; apply it with: nsgsync apply --topology "
             f"{args.topology} {args.save_plan}"
         )
+    findings = (*inputs.intent.findings, *planned.findings)
     if args.output == "json":
         print(plan.to_json(), end="")
+    elif args.output == "markdown":
+        print(plan_view.markdown(plan, findings, args), end="")
     else:
-        findings = (*inputs.intent.findings, *planned.findings)
         for line in render_findings(findings, severities=(Severity.WARNING,)):
             progress(line)
-        print(render_plan(plan), end="")
+        print(plan_view.text(plan, args), end="")
+    if plan_view.failing(findings, args):
+        return 1
     if args.detailed_exitcode and not plan.empty:
         return 2
     return 0

@@ -115,7 +115,7 @@ class _Compiler:
         # Findings as plain tuples in Finding.sort_key order, (segment, policy, code,
         # message, severity): a large cluster raises tens of thousands, and building and
         # hashing a model for each, duplicates included, cost more than the tuples.
-        self.findings: set[tuple[str, str, str, str, Severity]] = set()
+        self.findings: set[tuple[str, str, str, str, Severity, tuple[str, ...]]] = set()
         # One finding per cause: a policy's peer widens the same way for every segment the
         # policy selects, and a segment's node rule is one fact. What a cause touches is
         # gathered here, (code, policy or segment, detail) -> items, and written once at
@@ -633,8 +633,17 @@ class _Compiler:
         message: str,
         policy: str | None = None,
         segment: str | None = None,
+        segments: set[str] | None = None,
     ) -> None:
-        self.findings.add((segment or "", policy or "", code, message, severity))
+        """Record a finding; `segments`: those it concerns, where there may be several."""
+        many: tuple[str, ...] = ()
+        if segments:
+            ordered = sorted(segments)
+            if len(ordered) == 1:
+                segment = ordered[0]
+            else:
+                many = tuple(ordered)
+        self.findings.add((segment or "", policy or "", code, message, severity, many))
 
     # --- the whole cluster ---
 
@@ -680,8 +689,9 @@ class _Compiler:
                     message=message,
                     policy=policy or None,
                     segment=segment or None,
+                    segments=many or None,
                 )
-                for segment, policy, code, message, severity in sorted(self.findings)
+                for segment, policy, code, message, severity, many in sorted(self.findings)
             ),
         )
 
@@ -708,7 +718,7 @@ class _Compiler:
                     Severity.WARNING,
                     code,
                     policy=subject,
-                    segment=next(iter(items)) if len(items) == 1 else None,
+                    segments=items,
                     message=(
                         f"{subject} selects only some pods of {_segments(items)}; its {detail} "
                         f"rules are applied to the whole of {_it_or_each(items)}"
@@ -720,7 +730,7 @@ class _Compiler:
                     Severity.WARNING,
                     code,
                     policy=subject,
-                    segment=next(iter(segments)) if len(segments) == 1 else None,
+                    segments=segments,
                     message=(
                         f"{subject} {names} match{'es' if len(items) == 1 else ''} only some "
                         f"pods of {_segments(segments)}; {_it_or_each(segments)} is allowed whole"
@@ -776,7 +786,7 @@ class _Compiler:
                 self._find(
                     Severity.INFO,
                     code,
-                    segment=next(iter(items)) if len(items) == 1 else None,
+                    segments=items,
                     message=(
                         f"{_segments(items)} isolate traffic and allow the nodes "
                         f"({', '.join(self.topology.node_cidrs)}) in each isolated direction, "
@@ -787,7 +797,7 @@ class _Compiler:
                 self._find(
                     Severity.WARNING,
                     code,
-                    segment=next(iter(items)) if len(items) == 1 else None,
+                    segments=items,
                     message=(
                         f"{_segments(items)} isolate traffic but the topology names no "
                         "nodeCIDRs: kubelet probes and host-network pods may be blocked"

@@ -11,13 +11,140 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from nsgsync.errors import excerpt
 
 _STRICT = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+# --- Kubernetes' name and label syntax (k8s.io/apimachinery/pkg/util/validation), with the
+# API server's wording, so that a manifest nsgsync accepts is one the cluster accepts too.
+# Always fullmatch: `$` would let a trailing newline through.
+
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+_QUALIFIED_NAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
+    "an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+    "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+    "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+    "'my_value',  or '12345', regex used for validation is "
+    "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+_DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+    "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+_DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+    "or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+    "regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    """Why `value` is not a DNS-1123 label (a Namespace name), as the API server says it."""
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _DNS1123_LABEL.fullmatch(value):
+        errors.append(_DNS1123_LABEL_MSG)
+    return errors
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    """Why `value` is not a DNS-1123 subdomain (a Pod or NetworkPolicy name)."""
+    errors = []
+    if len(value) > 253:
+        errors.append("must be no more than 253 characters")
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
+        errors.append(_DNS1123_SUBDOMAIN_MSG)
+    return errors
+
+
+def label_key_errors(key: str) -> list[str]:
+    """Why `key` is not a label key: an optional DNS subdomain prefix and '/', then a name."""
+    parts = key.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            return ["prefix part must be non-empty"]
+        errors = [f"prefix part {e}" for e in dns1123_subdomain_errors(prefix)]
+        if errors:
+            return errors
+    else:
+        return [
+            f"a qualified name {_QUALIFIED_NAME_MSG} with an optional DNS subdomain prefix "
+            "and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        return ["name part must be non-empty"]
+    errors = []
+    if len(name) > 63:
+        errors.append("name part must be no more than 63 characters")
+    if not _QUALIFIED_NAME.fullmatch(name):
+        errors.append(f"name part {_QUALIFIED_NAME_MSG}")
+    return errors
+
+
+def label_value_errors(value: str) -> list[str]:
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _LABEL_VALUE.fullmatch(value):
+        errors.append(_LABEL_VALUE_MSG)
+    return errors
+
+
+def port_name_errors(value: str) -> list[str]:
+    """Why `value` is not an IANA service name (a named port), as the API server says it."""
+    errors = []
+    if len(value) > 15:
+        errors.append("must be no more than 15 characters")
+    if not re.fullmatch(r"[-a-z0-9]*", value):
+        errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if "--" in value:
+        errors.append("must not contain consecutive hyphens (-)")
+    if not re.search("[a-z]", value):
+        errors.append("must contain at least one letter (a-z)")
+    if value.startswith("-") or value.endswith("-"):
+        errors.append("must not begin or end with a hyphen (-)")
+    return errors
+
+
+def invalid(value: object, errors: list[str]) -> str:
+    """The API server's `Invalid value: "x": why` message, with the value cut short."""
+    return f"Invalid value: {excerpt(value)}: {'; '.join(errors)}"
+
+
+def check_labels(value: Mapping[str, str]) -> None:
+    """Raise ValueError on the first label whose key or value Kubernetes would refuse."""
+    for key, val in value.items():
+        if errors := label_key_errors(key):
+            raise ValueError(invalid(key, errors))
+        if errors := label_value_errors(val):
+            raise ValueError(invalid(val, errors))
 
 
 class Protocol(StrEnum):
@@ -41,9 +168,29 @@ class Operator(StrEnum):
 class Requirement(BaseModel):
     model_config = _STRICT
 
-    key: str
+    key: StrictStr
     operator: Operator
-    values: tuple[str, ...] = ()
+    values: tuple[StrictStr, ...] = ()
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if errors := label_key_errors(value):
+            raise ValueError(invalid(value, errors))
+        return value
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if errors := label_value_errors(item):
+                raise ValueError(invalid(item, errors))
+        return value
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> Requirement:
@@ -69,7 +216,7 @@ class LabelSelector(BaseModel):
 
     model_config = _STRICT
 
-    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_labels: dict[StrictStr, StrictStr] = Field(default_factory=dict, alias="matchLabels")
     match_expressions: tuple[Requirement, ...] = Field(default=(), alias="matchExpressions")
 
     @field_validator("match_labels", mode="before")
@@ -79,8 +226,14 @@ class LabelSelector(BaseModel):
             return {}
         if isinstance(value, dict):
             for k, v in value.items():
+                if not isinstance(k, str):
+                    raise ValueError(f"label key {excerpt(k)} must be a string")
                 if not isinstance(v, str):
-                    raise ValueError(f"label {k!r} must have a string value, got {v!r}")
+                    raise ValueError(
+                        f"label {excerpt(k)} must have a string value, got {excerpt(v)} "
+                        '(quote values like "true" or "1")'
+                    )
+            check_labels(value)
         return value
 
     @field_validator("match_expressions", mode="before")
@@ -135,17 +288,22 @@ def _check_cidr(text: str) -> str:
     try:
         ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise ValueError(f"{text!r} is not a valid CIDR (expected e.g. 10.0.0.0/16)") from None
+        raise ValueError(
+            f"{excerpt(text)} is not a valid CIDR (expected e.g. 10.0.0.0/16)"
+        ) from None
     if "/" not in text:
-        raise ValueError(f"{text!r} is not a CIDR: it has no prefix length (e.g. {text}/32)")
+        raise ValueError(
+            f"{excerpt(text)} is not a CIDR: it has no prefix length "
+            f"(e.g. {excerpt(text)[1:-1]}/32)"
+        )
     return text
 
 
 class IPBlock(BaseModel):
     model_config = _STRICT
 
-    cidr: str
-    except_: tuple[str, ...] = Field(default=(), alias="except")
+    cidr: StrictStr
+    except_: tuple[StrictStr, ...] = Field(default=(), alias="except")
 
     @field_validator("cidr")
     @classmethod
@@ -166,7 +324,9 @@ class IPBlock(BaseModel):
             if inner.version != outer.version or not (
                 inner.subnet_of(outer) and inner.prefixlen > outer.prefixlen  # type: ignore[arg-type]
             ):
-                raise ValueError(f"except {text!r} is not a strict subset of cidr {self.cidr!r}")
+                raise ValueError(
+                    f"except {excerpt(text)} is not a strict subset of cidr {excerpt(self.cidr)}"
+                )
         return self
 
 
@@ -186,41 +346,48 @@ class Peer(BaseModel):
         return self
 
 
-PortValue = Annotated[int | str, Field(union_mode="left_to_right")]
+def _port_number(value: int, what: str) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{what} {excerpt(value)} is outside 1-65535")
+    return value
+
+
+def check_port_name(value: str) -> str:
+    if value.isdigit():
+        raise ValueError(f"port {excerpt(value)} is a quoted number: write it unquoted ({value})")
+    if errors := port_name_errors(value):
+        raise ValueError(f"port name {invalid(value, errors)}")
+    return value
 
 
 class PolicyPort(BaseModel):
     model_config = _STRICT
 
     protocol: Protocol = Protocol.TCP
-    port: PortValue | None = None
-    end_port: int | None = Field(default=None, alias="endPort")
+    port: int | str | None = None
+    end_port: StrictInt | None = Field(default=None, alias="endPort")
 
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol(cls, value: Any) -> Any:
         if value is None:
             return Protocol.TCP
-        if value not in {p.value for p in Protocol}:
-            raise ValueError(f"unknown protocol {value!r}: use TCP, UDP or SCTP")
+        if not isinstance(value, str) or value not in {p.value for p in Protocol}:
+            raise ValueError(f"unknown protocol {excerpt(value)}: use TCP, UDP or SCTP")
         return value
 
-    @field_validator("port")
+    @field_validator("port", mode="plain")
     @classmethod
-    def _port(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, bool):
-            raise ValueError("port must be a number or a port name")
-        if isinstance(value, int) and not 1 <= value <= 65535:
-            raise ValueError(f"port {value} is outside 1-65535")
+    def _port(cls, value: Any) -> int | str | None:
+        # Kubernetes' IntOrString: an integer, or a string that is a port *name*. A plain
+        # validator, so that pydantic's lax mode cannot turn `true` into 1 or "80" into 80.
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _port_number(value, "port")
         if isinstance(value, str):
-            if value.isdigit():
-                raise ValueError(f"port {value!r} is a quoted number: write it unquoted ({value})")
-            if len(value) > 15 or not _PORT_NAME.match(value) or not re.search("[a-z]", value):
-                raise ValueError(
-                    f"port name {value!r} is not a valid name (lowercase letters, digits and '-', "
-                    "at most 15 characters, at least one letter)"
-                )
-        return value
+            return check_port_name(value)
+        raise ValueError(f"port must be a number or a port name, got {excerpt(value)}")
 
     @model_validator(mode="after")
     def _end_port(self) -> PolicyPort:
@@ -228,8 +395,7 @@ class PolicyPort(BaseModel):
             return self
         if not isinstance(self.port, int):
             raise ValueError("endPort needs a numeric port (it cannot follow a named port)")
-        if not 1 <= self.end_port <= 65535:
-            raise ValueError(f"endPort {self.end_port} is outside 1-65535")
+        _port_number(self.end_port, "endPort")
         if self.end_port < self.port:
             raise ValueError(f"endPort {self.end_port} is below port {self.port}")
         return self

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nsgsync.errors import excerpt
 from nsgsync.model.k8s import EVERYTHING, LabelSelector
 from nsgsync.net import AddressSet
 
@@ -27,11 +28,13 @@ _NODES_APART = (
 def _cidr_list(values: list[str]) -> list[str]:
     for text in values:
         if "/" not in text:
-            raise ValueError(f"{text!r} is not a CIDR: it has no prefix length")
+            raise ValueError(f"{excerpt(text)} is not a CIDR: it has no prefix length")
         try:
             ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
-            raise ValueError(f"{text!r} is not a valid network CIDR ({exc})") from None
+            raise ValueError(
+                f"{excerpt(text)} is not a valid network CIDR ({excerpt(str(exc))})"
+            ) from None
     return values
 
 
@@ -50,9 +53,9 @@ class Segment(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not isinstance(value, str) or not _NAME.fullmatch(value):
             raise ValueError(
-                f"segment name {value!r} must be 1-40 lowercase letters, digits or '-', "
+                f"segment name {excerpt(value)} must be 1-40 lowercase letters, digits or '-', "
                 "starting with a letter (it becomes part of cloud resource names)"
             )
         return value
@@ -102,9 +105,9 @@ class Topology(BaseModel):
     @field_validator("cluster")
     @classmethod
     def _cluster(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not isinstance(value, str) or not _NAME.fullmatch(value):
             raise ValueError(
-                f"cluster {value!r} must be 1-40 lowercase letters, digits or '-', starting "
+                f"cluster {excerpt(value)} must be 1-40 lowercase letters, digits or '-', starting "
                 "with a letter (it names and tags everything nsgsync owns)"
             )
         return value

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from nsgsync.intent import API_VERSION
+from nsgsync.jsontext import pretty
 
 
 class Op(StrEnum):
@@ -158,7 +159,7 @@ class Plan:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        return pretty(self.to_dict())
 
 
 def _resource(doc: Mapping[str, Any], body: Any, *, cloud_id: str | None = None) -> Resource:

@@ -14,6 +14,9 @@ _VERB = {
     Op.DESTROY: "will be destroyed",
 }
 _MARK = {Op.ADD: "+", Op.CHANGE: "~", Op.DESTROY: "-"}
+# ANSI colours as Terraform uses them; only ever on a terminal (the CLI decides).
+_COLOUR = {Op.ADD: "\033[32m", Op.CHANGE: "\033[33m", Op.DESTROY: "\033[31m"}
+_BOLD, _RESET = "\033[1m", "\033[0m"
 
 
 def _value(value: Any) -> str:
@@ -46,7 +49,28 @@ def _change(c: Change) -> list[str]:
     return lines
 
 
-def render_plan(plan: Plan) -> str:
+def _paint(lines: list[str], op: Op, color: bool) -> list[str]:
+    return [f"{_COLOUR[op]}{line}{_RESET}" for line in lines] if color else lines
+
+
+def compact_line(c: Change) -> str:
+    """One line per resource: mark, type, key, segment, and for a change what differs."""
+    res = c.resource
+    where = f" (segment {res.segment})" if res.segment else ""
+    line = f"{_MARK[c.op]} {res.type} {c.key}{where}"
+    if c.op is Op.CHANGE and c.old is not None and c.new is not None:
+        keys = sorted(set(c.old.body) | set(c.new.body))
+        diffs = [
+            f"{k} {_value(c.old.body.get(k))} -> {_value(c.new.body.get(k))}"
+            for k in keys
+            if c.old.body.get(k) != c.new.body.get(k)
+        ]
+        line += ": " + "; ".join(diffs)
+    return line
+
+
+def render_plan(plan: Plan, *, color: bool = False, compact: bool = False) -> str:
+    """The plan as text; `compact`: one line per resource; `color`: ANSI, for terminals."""
     head = f"nsgsync plan: provider {plan.provider}, cluster {plan.cluster}"
     if plan.offline:
         head += " (offline: against an empty cloud state)"
@@ -61,8 +85,14 @@ def render_plan(plan: Plan) -> str:
     lines.append("nsgsync will perform the following actions:")
     lines.append("")
     for c in plan.changes:
-        lines += _change(c)
+        if compact:
+            lines += _paint([compact_line(c)], c.op, color)
+        else:
+            lines += _paint(_change(c), c.op, color)
+            lines.append("")
+    if compact:
         lines.append("")
     s = plan.summary()
-    lines.append(f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy.")
+    summary = f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."
+    lines.append(f"{_BOLD}{summary}{_RESET}" if color else summary)
     return "\n".join(lines) + "\n"
