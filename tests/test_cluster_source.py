@@ -360,9 +360,9 @@ def test_cli_needs_files_or_the_cluster(capsys: pytest.CaptureFixture[str]) -> N
 def deploy_docs() -> list[dict[str, Any]]:
     return [
         doc
-        for path in sorted(DEPLOY.glob("*.yaml"))
+        for path in sorted(DEPLOY.rglob("*.yaml"))
         for doc in yaml.safe_load_all(path.read_text())
-        if doc
+        if isinstance(doc, dict)
     ]
 
 
@@ -371,9 +371,10 @@ def test_the_deployed_cluster_role_covers_what_nsgsync_reads_and_writes(
 ) -> None:
     load_cluster(client)
     apply_objects(client, [SGP])
-    role = next(d for d in deploy_docs() if d.get("kind") == "ClusterRole")
+    roles = [d for d in deploy_docs() if d.get("kind") == "ClusterRole"]
     granted = {
         (group, resource, verb)
+        for role in roles  # base, and the attachments overlay for the SecurityGroupPolicy
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]

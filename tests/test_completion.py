@@ -53,6 +53,7 @@ def test_bash_accepts_the_script_and_completes_verbs_flags_and_choices(
         "apply",
         "export",
         "graph",
+        "run",
         "completion",
         "-h",
         "--help",
@@ -74,7 +75,7 @@ def test_zsh_and_fish_scripts_list_every_verb(capsys: pytest.CaptureFixture[str]
     assert zsh.startswith("#compdef nsgsync\n")
     assert "bashcompinit" in zsh
     fish = script(capsys, "fish")
-    for verb in ("compile", "explain", "plan", "apply", "export", "graph", "completion"):
+    for verb in ("compile", "explain", "plan", "apply", "export", "graph", "run", "completion"):
         assert f"-n __fish_use_subcommand -a {verb} " in fish
     assert (
         "complete -c nsgsync -n '__fish_seen_subcommand_from graph' -s o -l output "

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from nsgsync import __version__
-from nsgsync.cli import compile_cmd, completion_cmd, explain_cmd, export_cmd, graph_cmd, plan_cmd
+from nsgsync.cli import (
+    compile_cmd,
+    completion_cmd,
+    explain_cmd,
+    export_cmd,
+    graph_cmd,
+    plan_cmd,
+    run_cmd,
+)
 from nsgsync.errors import NsgsyncError, excerpt
 
 DESCRIPTION = """\
@@ -31,7 +39,7 @@ Run `nsgsync VERB --help` for each verb's options and examples. Exit codes: 0 su
 An error is one line and a hint; --debug adds the traceback of what caused it.
 """
 
-VERBS = (compile_cmd, explain_cmd, plan_cmd, export_cmd, graph_cmd, completion_cmd)
+VERBS = (compile_cmd, explain_cmd, plan_cmd, export_cmd, graph_cmd, run_cmd, completion_cmd)
 
 
 USAGE_ERROR = 1  # not argparse's 2: with --detailed-exitcode, 2 means "changes present"

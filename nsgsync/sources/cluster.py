@@ -40,7 +40,7 @@ _LIST_RESTARTS = 2
 READ_RBAC_HINT = (
     "nsgsync needs get/list/watch on networkpolicies (networking.k8s.io); namespaces, pods "
     "and replicationcontrollers (core); deployments, statefulsets, daemonsets and "
-    "replicasets (apps); jobs and cronjobs (batch). deploy/rbac.yaml has a ClusterRole "
+    "replicasets (apps); jobs and cronjobs (batch). deploy/base/rbac.yaml has a ClusterRole "
     "granting exactly that; check with: kubectl auth can-i list pods --all-namespaces "
     "--as system:serviceaccount:NAMESPACE:SERVICEACCOUNT"
 )
@@ -103,7 +103,7 @@ class _NotServed(Exception):
 
 _FOREIGN_RBAC_HINT = (
     "nsgsync must see every policy kind that may allow traffic: grant get/list/watch on "
-    "it to nsgsync's service account (deploy/rbac.yaml does), or pass --ignore-kind KIND "
+    "it to nsgsync's service account (deploy/base/rbac.yaml does), or pass --ignore-kind KIND "
     "if that kind allows nothing more than the NetworkPolicies"
 )
 
@@ -676,7 +676,7 @@ def apply_objects(
             action=f"cannot apply {t.kind} {t.namespace}/{t.name}",
             where=where,
             forbidden_hint=f"nsgsync needs get/list/create/patch on {resource} "
-            "(see deploy/rbac.yaml)",
+            "(see deploy/overlays/controller-aws/rbac.yaml)",
             missing_hint=f"the API server does not serve {resource}/{t.version}: is its "
             "CustomResourceDefinition installed? (EKS: security groups for pods, "
             "ENABLE_POD_ENI=true on the VPC CNI)",

@@ -4,9 +4,17 @@ Driven by the real ``kubernetes`` client (see ``KubeApi.api_client``), so URL bu
 pagination parameters, auth headers, content types and error mapping are the client's own.
 It serves what nsgsync uses and nothing more:
 
-- list (``limit``/``continue`` honoured, items without kind/apiVersion as the real server
-  sends them) and get, cluster-wide and per namespace, for the kinds in ``RESOURCES``;
-- server-side apply (PATCH, ``application/apply-patch+yaml``) of namespaced objects;
+- list (``limit``/``continue`` honoured, ``labelSelector`` with ``k=v`` terms, items without
+  kind/apiVersion as the real server sends them) and get, cluster-wide and per namespace, for
+  the kinds in ``RESOURCES``;
+- watch (``watch=true``) from a ``resourceVersion``, streamed in chunks as the real server
+  does, with ``BOOKMARK`` events when ``allowWatchBookmarks`` is set, ``timeoutSeconds``, and
+  an ``ERROR`` event with a 410 Status for a version older than the last ``compact()``;
+  ``drop_watches()`` cuts every open watch mid-stream, as a lost connection does;
+- server-side apply (PATCH, ``application/apply-patch+yaml``) and JSON merge patch
+  (``application/merge-patch+json``) of namespaced objects; create (POST), replace (PUT,
+  409 Conflict when ``metadata.resourceVersion`` is not the stored one: optimistic
+  concurrency, as Leases rely on) and DELETE;
 - ``Status`` error bodies shaped like the real server's, and fault injection (``fail_next``).
 """
 
@@ -15,9 +23,10 @@ from __future__ import annotations
 import base64
 import copy
 import functools
-import itertools
 import json
+import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +65,8 @@ RESOURCES: dict[str, Resource] = {
     "Job": Resource("batch/v1", "jobs"),
     "CronJob": Resource("batch/v1", "cronjobs"),
     "SecurityGroupPolicy": Resource("vpcresources.k8s.aws/v1beta1", "securitygrouppolicies"),
+    "Lease": Resource("coordination.k8s.io/v1", "leases"),
+    "Event": Resource("events.k8s.io/v1", "events"),
     # Policy kinds of CNIs and of network-policy-api, served as their CRDs would be.
     "CiliumNetworkPolicy": Resource("cilium.io/v2", "ciliumnetworkpolicies"),
     "CiliumClusterwideNetworkPolicy": Resource(
@@ -67,6 +78,7 @@ RESOURCES: dict[str, Resource] = {
 }
 _BY_PATH = {(r.prefix, r.plural): (kind, r) for kind, r in RESOURCES.items()}
 APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
 
 _REASONS = {
     400: "BadRequest",
@@ -74,6 +86,7 @@ _REASONS = {
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    409: "Conflict",
     410: "Expired",
     415: "UnsupportedMediaType",
     422: "Invalid",
@@ -97,6 +110,17 @@ class _Fault:
     match: str | None
 
 
+@dataclass(frozen=True)
+class _Change:
+    """One entry of the server's change log, what watches replay."""
+
+    version: int
+    bucket: tuple[str, str]
+    namespace: str
+    type: str  # ADDED, MODIFIED, DELETED
+    obj: dict[str, Any]
+
+
 @dataclass
 class _State:
     objects: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = field(
@@ -105,7 +129,15 @@ class _State:
     calls: list[Call] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+    version: int = 1000  # the last resourceVersion handed out
+    log: list[_Change] = field(default_factory=list)
+    floor: int = 0  # watches from a version below this get 410 Gone
+    drops: int = 0  # bumped by drop_watches(): open watches cut their connection
+    compactions: int = 0  # bumped by compact(): open watches end with a 410 ERROR event
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
 
 class ApiError(Exception):
@@ -143,11 +175,34 @@ def _fault_message(status: int, method: str, path: str) -> str:
     return f"injected failure ({status})"
 
 
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
+def _selected(obj: dict[str, Any], selector: str) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in filter(None, selector.split(",")):
+        key, _, value = term.partition("=")
+        if labels.get(key.strip()) != value.strip():
+            return False
+    return True
+
+
 class KubeApi:
     """The stand-in server. Use as a context manager, or call start() and stop()."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, *, bookmark_interval: float = 0.5) -> None:
         self.token = token  # when set, requests must carry "Authorization: Bearer <token>"
+        self.bookmark_interval = bookmark_interval  # seconds between BOOKMARKs on a watch
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -164,6 +219,7 @@ class KubeApi:
 
     def stop(self) -> None:
         if self._server is not None:
+            self.drop_watches()
             self._server.shutdown()
             self._server.server_close()
             self._server = None
@@ -195,7 +251,10 @@ class KubeApi:
     # --- seeding, inspection, faults ---
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store an object (a manifest with kind and apiVersion) as the server would."""
+        """Store an object (a manifest with kind and apiVersion) as the server would.
+
+        Adding one that exists replaces it (a MODIFIED event for watches).
+        """
         kind = obj["kind"]
         res = RESOURCES[kind]
         stored = copy.deepcopy(obj)
@@ -203,16 +262,36 @@ class KubeApi:
         if res.namespaced:
             meta.setdefault("namespace", "default")
         with self._state.lock:
-            self._stamp(meta)
+            bucket = self._state.objects.setdefault((res.prefix, res.plural), {})
             key = (meta.get("namespace", ""), meta["name"])
-            self._state.objects.setdefault((res.prefix, res.plural), {})[key] = stored
+            old = bucket.get(key)
+            if old is not None:
+                meta["uid"] = old["metadata"]["uid"]
+            self._store(res, key, stored, "MODIFIED" if old is not None else "ADDED")
         return copy.deepcopy(stored)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Remove an object as `kubectl delete` would; False when there was none."""
+        res = RESOURCES[kind]
+        with self._state.lock:
+            return self._remove(res, (namespace if res.namespaced else "", name)) is not None
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         res = RESOURCES[kind]
         with self._state.lock:
             found = self._state.objects.get((res.prefix, res.plural), {}).get((namespace, name))
         return copy.deepcopy(found)
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every stored object of a kind (in a namespace), sorted by namespace and name."""
+        res = RESOURCES[kind]
+        with self._state.lock:
+            stored = self._state.objects.get((res.prefix, res.plural), {})
+            return [
+                copy.deepcopy(obj)
+                for key, obj in sorted(stored.items())
+                if namespace is None or key[0] == namespace
+            ]
 
     @property
     def calls(self) -> list[Call]:
@@ -224,12 +303,53 @@ class KubeApi:
         with self._state.lock:
             self._state.faults.append(_Fault(n, status, match))
 
-    # --- request handling ---
+    def drop_watches(self) -> None:
+        """Cut every open watch mid-stream, as a lost connection or a restarted server does."""
+        with self._state.changed:
+            self._state.drops += 1
+            self._state.changed.notify_all()
 
-    def _stamp(self, meta: dict[str, Any]) -> None:
+    def compact(self) -> None:
+        """Forget the change log: a watch from any version handed out so far gets 410 Gone.
+
+        Open watches end with the ERROR event the real server sends when a watcher fell
+        too far behind its watch cache.
+        """
+        with self._state.changed:
+            self._state.floor = self._state.version + 1
+            self._state.log.clear()
+            self._state.compactions += 1
+            self._state.changed.notify_all()
+
+    # --- storage (callers hold the lock) ---
+
+    def _next_version(self) -> str:
+        self._state.version += 1
+        return str(self._state.version)
+
+    def _store(self, res: Resource, key: tuple[str, str], obj: dict[str, Any], change: str) -> None:
+        meta = obj.setdefault("metadata", {})
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", "2024-01-01T00:00:00Z")
-        meta["resourceVersion"] = str(next(self._state.versions))
+        meta["resourceVersion"] = self._next_version()
+        bucket = (res.prefix, res.plural)
+        self._state.objects.setdefault(bucket, {})[key] = obj
+        self._log(bucket, key[0], change, obj)
+
+    def _remove(self, res: Resource, key: tuple[str, str]) -> dict[str, Any] | None:
+        bucket = (res.prefix, res.plural)
+        old = self._state.objects.get(bucket, {}).pop(key, None)
+        if old is not None:
+            old["metadata"]["resourceVersion"] = self._next_version()
+            self._log(bucket, key[0], "DELETED", old)
+        return old
+
+    def _log(
+        self, bucket: tuple[str, str], namespace: str, change: str, obj: dict[str, Any]
+    ) -> None:
+        version = int(obj["metadata"]["resourceVersion"])
+        self._state.log.append(_Change(version, bucket, namespace, change, copy.deepcopy(obj)))
+        self._state.changed.notify_all()
 
     def _take_fault(self, target: str) -> int | None:
         for fault in self._state.faults:
@@ -238,10 +358,16 @@ class KubeApi:
                 return fault.status
         return None
 
+    # --- request handling ---
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1: watch responses are chunked, so that the client reads each event
+            # as it comes rather than the whole stream at its end.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, format: str, *args: Any) -> None:  # quiet test output
                 pass
 
@@ -250,6 +376,15 @@ class KubeApi:
 
             def do_PATCH(self) -> None:
                 self._serve("PATCH")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def do_PUT(self) -> None:
+                self._serve("PUT")
+
+            def do_DELETE(self) -> None:
+                self._serve("DELETE")
 
             def _serve(self, method: str) -> None:
                 parts = urlsplit(self.path)
@@ -266,6 +401,9 @@ class KubeApi:
                         raise ApiError(fault, _fault_message(fault, method, parts.path))
                     if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
                         raise ApiError(401, "Unauthorized")
+                    if method == "GET" and query.get("watch") in ("true", "1", "True"):
+                        api._watch(self, call)
+                        return
                     status, payload = api._route(call)
                 except ApiError as exc:
                     status, payload = exc.status, exc.body()
@@ -278,11 +416,9 @@ class KubeApi:
 
         return Handler
 
-    def _route(self, call: Call) -> tuple[int, dict[str, Any]]:
+    def _resolve(self, path: str) -> tuple[str, Resource, str | None, str | None]:
         # /api/v1/... or /apis/GROUP/VERSION/..., then [namespaces/NS/]PLURAL[/NAME]
-        if call.path.rstrip("/") == "/apis" and call.method == "GET":
-            return 200, self._discovery()
-        segments = call.path.strip("/").split("/")
+        segments = path.strip("/").split("/")
         split = 2 if segments[:1] == ["api"] else 3
         prefix, rest = "/" + "/".join(segments[:split]), segments[split:]
         namespace: str | None = None
@@ -291,13 +427,25 @@ class KubeApi:
         if not 1 <= len(rest) <= 2 or (prefix, rest[0]) not in _BY_PATH:
             raise ApiError(404, "the server could not find the requested resource")
         kind, res = _BY_PATH[(prefix, rest[0])]
-        name = rest[1] if len(rest) == 2 else None
+        return kind, res, namespace, rest[1] if len(rest) == 2 else None
+
+    def _route(self, call: Call) -> tuple[int, dict[str, Any]]:
+        if call.path.rstrip("/") == "/apis" and call.method == "GET":
+            return 200, self._discovery()
+        kind, res, namespace, name = self._resolve(call.path)
         if call.method == "GET" and name is None:
             return 200, self._list(kind, res, namespace, call.query)
         if call.method == "GET":
             return 200, self._get(kind, res, namespace or "", name or "")
-        if call.method == "PATCH" and name is not None and namespace is not None:
-            return self._apply(kind, res, namespace, name, call)
+        if call.method == "POST" and name is None and namespace is not None:
+            return self._create(kind, res, namespace, call)
+        if name is not None and namespace is not None:
+            if call.method == "PATCH":
+                return self._patch(kind, res, namespace, name, call)
+            if call.method == "PUT":
+                return self._replace(kind, res, namespace, name, call)
+            if call.method == "DELETE":
+                return self._delete(res, namespace, name)
         raise ApiError(405, f"{call.method} is not supported here")
 
     def _discovery(self) -> dict[str, Any]:
@@ -318,14 +466,15 @@ class KubeApi:
     def _list(
         self, kind: str, res: Resource, namespace: str | None, query: dict[str, str]
     ) -> dict[str, Any]:
+        selector = query.get("labelSelector", "")
         with self._state.lock:
             stored = self._state.objects.get((res.prefix, res.plural), {})
             items = [
                 copy.deepcopy(obj)
                 for key, obj in sorted(stored.items())
-                if namespace is None or key[0] == namespace
+                if (namespace is None or key[0] == namespace) and _selected(obj, selector)
             ]
-            version = str(next(self._state.versions))
+            version = str(self._state.version)
         start = 0
         if query.get("continue"):
             try:
@@ -355,12 +504,82 @@ class KubeApi:
             raise ApiError(404, f'{res.plural} "{name}" not found')
         return found
 
-    def _apply(
+    def _body(self, kind: str, res: Resource, namespace: str, call: Call) -> dict[str, Any]:
+        try:
+            obj = json.loads(call.body)
+        except ValueError:
+            raise ApiError(400, "the body is not JSON") from None
+        if not isinstance(obj, dict):
+            raise ApiError(400, f"the body must be a {kind} object")
+        obj.setdefault("kind", kind)
+        obj.setdefault("apiVersion", res.api_version)
+        if obj["kind"] != kind:
+            raise ApiError(400, f"the body must be a {kind} object")
+        meta = obj.setdefault("metadata", {})
+        if meta.setdefault("namespace", namespace) != namespace:
+            raise ApiError(400, "the namespace of the object does not match the URL")
+        return obj
+
+    def _create(
+        self, kind: str, res: Resource, namespace: str, call: Call
+    ) -> tuple[int, dict[str, Any]]:
+        obj = self._body(kind, res, namespace, call)
+        meta = obj["metadata"]
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise ApiError(422, "metadata.name: Required value: name or generateName is required")
+        meta.pop("resourceVersion", None)
+        with self._state.lock:
+            bucket = self._state.objects.setdefault((res.prefix, res.plural), {})
+            if (namespace, name) in bucket:
+                raise ApiError(409, f'{res.plural}.{res.group} "{name}" already exists')
+            meta["uid"] = str(uuid.uuid4())
+            self._store(res, (namespace, name), obj, "ADDED")
+        return 201, copy.deepcopy(obj)
+
+    def _replace(
         self, kind: str, res: Resource, namespace: str, name: str, call: Call
     ) -> tuple[int, dict[str, Any]]:
-        content_type = call.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip() != APPLY_PATCH:
-            raise ApiError(415, f"only server-side apply is served here, not {content_type!r}")
+        obj = self._body(kind, res, namespace, call)
+        meta = obj["metadata"]
+        if meta.get("name") != name:
+            raise ApiError(400, "the name of the object does not match the URL")
+        with self._state.lock:
+            old = self._state.objects.get((res.prefix, res.plural), {}).get((namespace, name))
+            if old is None:
+                raise ApiError(404, f'{res.plural}.{res.group} "{name}" not found')
+            expected = meta.get("resourceVersion")
+            if expected and expected != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    f'Operation cannot be fulfilled on {res.plural}.{res.group} "{name}": the '
+                    "object has been modified; please apply your changes to the latest "
+                    "version and try again",
+                )
+            meta["uid"] = old["metadata"]["uid"]
+            meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+            self._store(res, (namespace, name), obj, "MODIFIED")
+        return 200, copy.deepcopy(obj)
+
+    def _delete(self, res: Resource, namespace: str, name: str) -> tuple[int, dict[str, Any]]:
+        with self._state.lock:
+            old = self._remove(res, (namespace, name))
+        if old is None:
+            raise ApiError(404, f'{res.plural}.{res.group} "{name}" not found')
+        return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+
+    def _patch(
+        self, kind: str, res: Resource, namespace: str, name: str, call: Call
+    ) -> tuple[int, dict[str, Any]]:
+        content_type = call.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type == MERGE_PATCH:
+            return self._merge_patch(res, namespace, name, call)
+        if content_type != APPLY_PATCH:
+            raise ApiError(
+                415, f"only apply and merge patches are served here, not {content_type!r}"
+            )
         if not call.query.get("fieldManager"):
             raise ApiError(422, "fieldManager: Required value: is required for apply patch")
         obj = yaml.safe_load(call.body)  # JSON is YAML; the real server accepts both
@@ -375,7 +594,106 @@ class KubeApi:
             if old is not None:
                 meta["uid"] = old["metadata"]["uid"]
                 meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
-            self._stamp(meta)
             meta["managedFields"] = [{"manager": call.query["fieldManager"], "operation": "Apply"}]
-            bucket[(namespace, name)] = obj
+            self._store(res, (namespace, name), obj, "MODIFIED" if old is not None else "ADDED")
         return (200 if old is not None else 201), copy.deepcopy(obj)
+
+    def _merge_patch(
+        self, res: Resource, namespace: str, name: str, call: Call
+    ) -> tuple[int, dict[str, Any]]:
+        try:
+            patch = json.loads(call.body)
+        except ValueError:
+            raise ApiError(400, "the patch is not JSON") from None
+        with self._state.lock:
+            old = self._state.objects.get((res.prefix, res.plural), {}).get((namespace, name))
+            if old is None:
+                raise ApiError(404, f'{res.plural}.{res.group} "{name}" not found')
+            obj = _merge(old, patch)
+            obj["metadata"]["name"], obj["metadata"]["uid"] = name, old["metadata"]["uid"]
+            self._store(res, (namespace, name), obj, "MODIFIED")
+        return 200, copy.deepcopy(obj)
+
+    # --- watch ---
+
+    def _watch(self, handler: BaseHTTPRequestHandler, call: Call) -> None:
+        kind, res, namespace, name = self._resolve(call.path)
+        if name is not None:
+            raise ApiError(405, "watch a collection, not one object")
+        bucket = (res.prefix, res.plural)
+        bookmarks = call.query.get("allowWatchBookmarks") in ("true", "1", "True")
+        deadline = time.monotonic() + float(call.query.get("timeoutSeconds") or 1800)
+        with self._state.lock:
+            since = int(call.query.get("resourceVersion") or self._state.version)
+            drops, compactions = self._state.drops, self._state.compactions
+            expired = since < self._state.floor
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+
+        def send(event: dict[str, Any]) -> None:
+            data = json.dumps(event).encode() + b"\n"
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            handler.wfile.flush()
+
+        def gone() -> None:
+            status = ApiError(410, f"too old resource version: {since} ({self._state.floor})")
+            send({"type": "ERROR", "object": status.body()})
+
+        try:
+            if expired:
+                gone()
+                handler.wfile.write(b"0\r\n\r\n")
+                return
+            next_bookmark = time.monotonic() + self.bookmark_interval
+            while True:
+                with self._state.changed:
+                    # One snapshot: the changes to send and the version they bring the
+                    # watcher to (a bookmark never skips a change not yet sent).
+                    pending = [
+                        c
+                        for c in self._state.log
+                        if c.version > since
+                        and c.bucket == bucket
+                        and (namespace is None or c.namespace == namespace)
+                    ]
+                    current = self._state.version
+                    dropped = self._state.drops != drops
+                    compacted = self._state.compactions != compactions
+                    now = time.monotonic()
+                    if not (pending or dropped or compacted) and now < min(next_bookmark, deadline):
+                        self._state.changed.wait(timeout=min(next_bookmark, deadline) - now)
+                        continue
+                if dropped:
+                    # No terminating chunk: the client sees the stream break off.
+                    handler.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                for c in pending:
+                    send({"type": c.type, "object": c.obj})
+                    since = c.version
+                if compacted:
+                    gone()
+                    break
+                now = time.monotonic()
+                if bookmarks and now >= next_bookmark:
+                    since = max(since, current)
+                    meta = {"resourceVersion": str(since)}
+                    send(
+                        {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "kind": kind,
+                                "apiVersion": res.api_version,
+                                "metadata": meta,
+                            },
+                        }
+                    )
+                    next_bookmark = now + self.bookmark_interval
+                if now >= deadline:
+                    break
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            return  # the client went away
