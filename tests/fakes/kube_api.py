@@ -469,20 +469,22 @@ class KubeApi:
         selector = query.get("labelSelector", "")
         with self._state.lock:
             stored = self._state.objects.get((res.prefix, res.plural), {})
+            # Copied after paging: a page of a large list copies that page, not the list.
             items = [
-                copy.deepcopy(obj)
+                obj
                 for key, obj in sorted(stored.items())
                 if (namespace is None or key[0] == namespace) and _selected(obj, selector)
             ]
             version = str(self._state.version)
-        start = 0
-        if query.get("continue"):
-            try:
-                start = int(json.loads(base64.b64decode(query["continue"]))["start"])
-            except (ValueError, KeyError, TypeError):
-                raise ApiError(400, "continue key is not valid") from None
-        limit = int(query.get("limit") or 0) or len(items)
-        page, rest = items[start : start + limit], items[start + limit :]
+            start = 0
+            if query.get("continue"):
+                try:
+                    start = int(json.loads(base64.b64decode(query["continue"]))["start"])
+                except (ValueError, KeyError, TypeError):
+                    raise ApiError(400, "continue key is not valid") from None
+            limit = int(query.get("limit") or 0) or len(items)
+            page = [copy.deepcopy(obj) for obj in items[start : start + limit]]
+            rest = items[start + limit :]
         for item in page:  # list items carry neither kind nor apiVersion, as on a real server
             item.pop("kind", None)
             item.pop("apiVersion", None)
