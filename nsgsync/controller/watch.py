@@ -26,22 +26,22 @@ from nsgsync.errors import InputError, NsgsyncError
 from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
 from nsgsync.model.kinds import KNOWN_KINDS, Effect
 from nsgsync.sources.cluster import (
-    _FINISHED,
-    _NAMESPACES,
-    _POD_FIELD_SELECTOR,
-    _PODS,
-    _POLICIES,
-    _WORKLOADS,
+    FINISHED,
+    NAMESPACES,
     PAGE_SIZE,
-    _Listed,
-    _plural,
-    _with_kind,
+    POD_FIELD_SELECTOR,
+    PODS,
+    POLICIES,
+    WORKLOADS,
+    Listed,
+    plural_of,
+    with_kind,
 )
-from nsgsync.sources.files import Document, _labels, parse_pod, parse_policy
+from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
 
 log = logging.getLogger("nsgsync.controller")
 
-WATCHED: tuple[_Listed, ...] = (_NAMESPACES, _POLICIES, _PODS, *_WORKLOADS)
+WATCHED: tuple[Listed, ...] = (NAMESPACES, POLICIES, PODS, *WORKLOADS)
 WHERE = "cluster:watch"
 # Policy kinds nsgsync does not compile but must see (to refuse them, or with --ignore-kind
 # to report them): watched where their CRDs are served, like `load_cluster` lists them.
@@ -145,7 +145,7 @@ class Informer:
     def __init__(
         self,
         api_client: Any,
-        listed: _Listed,
+        listed: Listed,
         *,
         on_change: Callable[[], None],
         stop: threading.Event,
@@ -177,7 +177,7 @@ class Informer:
 
     @property
     def field_selector(self) -> str | None:
-        return _POD_FIELD_SELECTOR if self.listed.kind == "Pod" else None
+        return POD_FIELD_SELECTOR if self.listed.kind == "Pod" else None
 
     def objects(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -227,12 +227,12 @@ class Informer:
         log.warning("cannot list or watch %s (%s); retrying in %.1f s", self.name, why, delay)
         self._stop.wait(delay)
 
-    def _candidates(self) -> list[_Listed]:
+    def _candidates(self) -> list[Listed]:
         if self.foreign is None:
             return [self.listed]
         group, kind = self.foreign
         return [
-            _Listed(kind, f"{group}/{version}", _plural(kind))
+            Listed(kind, f"{group}/{version}", plural_of(kind))
             for version in _served_versions(self._api, group)
         ]
 
@@ -258,7 +258,7 @@ class Informer:
         if had:
             self._on_change()
 
-    def _list_one(self, listed: _Listed) -> None:
+    def _list_one(self, listed: Listed) -> None:
         objects: dict[tuple[str, str], dict[str, Any]] = {}
         token: str | None = None
         while True:
@@ -276,9 +276,7 @@ class Informer:
                 response.release_conn()
             for item in body.get("items") or []:
                 meta = item.get("metadata") or {}
-                objects[(meta.get("namespace", ""), meta.get("name", ""))] = _with_kind(
-                    item, listed
-                )
+                objects[(meta.get("namespace", ""), meta.get("name", ""))] = with_kind(item, listed)
             meta = body.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
@@ -328,7 +326,7 @@ class Informer:
             if kind == "DELETED":
                 self._objects.pop(key, None)
             elif kind in ("ADDED", "MODIFIED"):
-                self._objects[key] = _with_kind(obj, self.listed)
+                self._objects[key] = with_kind(obj, self.listed)
             else:
                 return
         self._version = version or self._version
@@ -367,7 +365,7 @@ class Cache:
         ] + [
             Informer(
                 api_client,
-                _Listed(kind, f"{group}/?", _plural(kind)),
+                Listed(kind, f"{group}/?", plural_of(kind)),
                 on_change=on_change,
                 stop=stop,
                 watch_timeout=watch_timeout,
@@ -460,14 +458,14 @@ def _parse_one(kind: str, obj: dict[str, Any]) -> NetworkPolicy | PodInfo | dict
         if kind == "Namespace":
             meta = obj.get("metadata") or {}
             name = meta.get("name")
-            return _labels(
+            return parse_labels(
                 meta.get("labels"), doc=doc, obj=f"Namespace {name}", field="metadata.labels"
             )
         if kind == "NetworkPolicy":
             return parse_policy(doc)
         if kind == "Pod":
             status = obj.get("status")
-            if isinstance(status, dict) and status.get("phase") in _FINISHED:
+            if isinstance(status, dict) and status.get("phase") in FINISHED:
                 return None
         return parse_pod(doc)
     except InputError as exc:

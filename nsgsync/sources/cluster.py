@@ -23,7 +23,7 @@ import yaml
 from nsgsync.errors import InputError, did_you_mean, excerpt
 from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
 from nsgsync.model.kinds import KNOWN_KINDS
-from nsgsync.sources.files import Document, _labels, parse_pod, parse_policy
+from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
 
 if TYPE_CHECKING:
     import kubernetes.client  # for annotations; imported at run time only when used
@@ -55,7 +55,7 @@ _FIX_IN_CLUSTER_HINT = (
 
 
 @dataclass(frozen=True)
-class _Listed:
+class Listed:
     """One kind nsgsync lists, and where the API serves it."""
 
     kind: str
@@ -69,24 +69,24 @@ class _Listed:
         return f"{prefix}/namespaces/{{namespace}}/{self.plural}"
 
 
-_NAMESPACES = _Listed("Namespace", "v1", "namespaces")  # cluster-scoped: listed with no namespace
-_POLICIES = _Listed("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
-_PODS = _Listed("Pod", "v1", "pods")
+NAMESPACES = Listed("Namespace", "v1", "namespaces")  # cluster-scoped: listed with no namespace
+POLICIES = Listed("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
+PODS = Listed("Pod", "v1", "pods")
 # Kinds whose pod template tells nsgsync about pods that exist, or will, and their ports.
-_WORKLOADS = (
-    _Listed("Deployment", "apps/v1", "deployments"),
-    _Listed("StatefulSet", "apps/v1", "statefulsets"),
-    _Listed("DaemonSet", "apps/v1", "daemonsets"),
-    _Listed("ReplicaSet", "apps/v1", "replicasets"),
-    _Listed("ReplicationController", "v1", "replicationcontrollers"),
-    _Listed("Job", "batch/v1", "jobs"),
-    _Listed("CronJob", "batch/v1", "cronjobs"),
+WORKLOADS = (
+    Listed("Deployment", "apps/v1", "deployments"),
+    Listed("StatefulSet", "apps/v1", "statefulsets"),
+    Listed("DaemonSet", "apps/v1", "daemonsets"),
+    Listed("ReplicaSet", "apps/v1", "replicasets"),
+    Listed("ReplicationController", "v1", "replicationcontrollers"),
+    Listed("Job", "batch/v1", "jobs"),
+    Listed("CronJob", "batch/v1", "cronjobs"),
 )
 # Finished pods hold no address and receive no traffic. The field selector saves moving
 # them over the wire (clusters with busy CronJobs keep many); the phase check in
 # `_read` is what nsgsync relies on.
-_FINISHED = frozenset({"Succeeded", "Failed"})
-_POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+FINISHED = frozenset({"Succeeded", "Failed"})
+POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
 _GENERATED_HINT = "the objects to apply are nsgsync's own output: please report this as a bug"
 # The kinds nsgsync writes into a cluster: (group, kind) -> plural of the REST path.
@@ -343,29 +343,29 @@ def _read(
     policies: list[NetworkPolicy] = []
     pods: list[PodInfo] = []
     try:
-        for doc in _documents(api_client, _NAMESPACES, None, page_size, where):
+        for doc in _documents(api_client, NAMESPACES, None, page_size, where):
             meta = doc.body.get("metadata") or {}
             name = meta.get("name")
             if not isinstance(name, str) or not name:
                 raise InputError(
                     "Namespace without metadata.name", file=where, field="metadata.name"
                 )
-            labels[name] = _labels(
+            labels[name] = parse_labels(
                 meta.get("labels"),
                 doc=doc,
                 obj=f"Namespace {name}",
                 field="metadata.labels",
             )
         for scope in scopes:
-            for doc in _documents(api_client, _POLICIES, scope, page_size, where):
+            for doc in _documents(api_client, POLICIES, scope, page_size, where):
                 policies.append(parse_policy(doc))
-            for doc in _documents(api_client, _PODS, scope, page_size, where):
+            for doc in _documents(api_client, PODS, scope, page_size, where):
                 status = doc.body.get("status")
-                if isinstance(status, dict) and status.get("phase") in _FINISHED:
+                if isinstance(status, dict) and status.get("phase") in FINISHED:
                     continue
                 if (pod := parse_pod(doc)) is not None:
                     pods.append(pod)
-            for listed in _WORKLOADS:
+            for listed in WORKLOADS:
                 for doc in _documents(api_client, listed, scope, page_size, where):
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
@@ -378,7 +378,7 @@ def _read(
     return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
 
 
-def _plural(kind: str) -> str:
+def plural_of(kind: str) -> str:
     lower = kind.lower()
     return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
@@ -408,7 +408,7 @@ def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]
     for (group, kind), effect in sorted(KNOWN_KINDS.items()):
         # A kind is served under each version of its group that has it; the first is enough.
         for version in served.get(group, ()):
-            listed = _Listed(kind, f"{group}/{version}", _plural(kind))
+            listed = Listed(kind, f"{group}/{version}", plural_of(kind))
             try:
                 docs = _documents(
                     api_client,
@@ -433,7 +433,7 @@ def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]
 
 def _documents(
     api_client: Any,
-    listed: _Listed,
+    listed: Listed,
     namespace: str | None,
     page_size: int,
     where: str,
@@ -456,7 +456,7 @@ def _documents(
                 if token:
                     query.append(("continue", token))
                 if listed.kind == "Pod":
-                    query.append(("fieldSelector", _POD_FIELD_SELECTOR))
+                    query.append(("fieldSelector", POD_FIELD_SELECTOR))
                 _, body = _send(
                     api_client,
                     "GET",
@@ -471,7 +471,7 @@ def _documents(
                 )
                 for item in body.get("items") or []:
                     if isinstance(item, dict):
-                        docs.append(Document(where, 0, _with_kind(item, listed)))
+                        docs.append(Document(where, 0, with_kind(item, listed)))
                 token = (body.get("metadata") or {}).get("continue") or None
                 if token is None:
                     return docs
@@ -485,7 +485,7 @@ def _documents(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _with_kind(item: dict[str, Any], listed: _Listed) -> dict[str, Any]:
+def with_kind(item: dict[str, Any], listed: Listed) -> dict[str, Any]:
     # The API server leaves kind and apiVersion off list items; the parsers need the kind,
     # and error messages name it.
     return {"apiVersion": listed.api_version, "kind": listed.kind, **item}

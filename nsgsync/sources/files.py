@@ -898,7 +898,7 @@ def parse_policy(doc: Document) -> NetworkPolicy:
     )
 
 
-def _labels(value: Any, *, doc: Document, obj: str, field: str) -> dict[str, str]:
+def parse_labels(value: Any, *, doc: Document, obj: str, field: str) -> dict[str, str]:
     """An object's labels, refused where the API server refuses them."""
     if value is None:
         return {}
@@ -992,7 +992,7 @@ def _pod_from_spec(
             obj=obj,
             field=f"{prefix}spec.hostNetwork",
         )
-    labels = _labels(meta.get("labels"), doc=doc, obj=obj, field=f"{prefix}metadata.labels")
+    labels = parse_labels(meta.get("labels"), doc=doc, obj=obj, field=f"{prefix}metadata.labels")
     ports: list[ContainerPort] = []
     for group in ("initContainers", "containers"):
         containers = spec.get(group) or []
@@ -1131,7 +1131,7 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
             elif kind == "Namespace":
                 _, name = _metadata(doc, namespaced=False)
                 meta = doc.body.get("metadata") or {}
-                labels = _labels(
+                labels = parse_labels(
                     meta.get("labels"), doc=doc, obj=f"Namespace {name}", field="metadata.labels"
                 )
                 where = f"{doc.file}:{doc.line}"
