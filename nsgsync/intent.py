@@ -35,6 +35,28 @@ class Severity(StrEnum):
     WARNING = "warning"
 
 
+class Code(StrEnum):
+    """Every finding's code: stable, each documented in docs/semantics.md#findings."""
+
+    ISOLATION_PARTIAL = "isolation-partial"
+    SELECTOR_WIDENED = "selector-widened"
+    PEER_WIDENED = "peer-widened"
+    PEER_UNSEGMENTED = "peer-unsegmented"
+    NAMED_PORT_WIDENED = "named-port-widened"
+    NAMED_PORT_UNMATCHED = "named-port-unmatched"
+    NODE_TRAFFIC = "node-traffic"
+    NO_NODE_CIDRS = "no-node-cidrs"
+    NOT_ENFORCED = "not-enforced"
+    UNSEGMENTED_WITHOUT_ADDRESSES = "unsegmented-without-addresses"
+    NAMESPACE_LABELS_UNKNOWN = "namespace-labels-unknown"
+    KIND_IGNORED = "kind-ignored"
+    KIND_NARROWS_ONLY = "kind-narrows-only"
+    AWS_SCTP_ALL_PORTS = "aws-sctp-all-ports"
+    AWS_ATTACHMENT_OVERLAP = "aws-attachment-overlap"
+    AZURE_SCTP_ANY_PROTOCOL = "azure-sctp-any-protocol"
+    AZURE_OUTSIDE_VNET = "azure-outside-vnet"
+
+
 class Source(BaseModel):
     """Where a rule came from: a policy, its rule index and peer index."""
 
@@ -114,7 +136,7 @@ class Finding(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     severity: Severity
-    code: str
+    code: Code
     message: str
     policy: str | None = None
     segment: str | None = None

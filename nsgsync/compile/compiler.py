@@ -17,6 +17,7 @@ from enum import Enum
 from nsgsync.compile.labels import SelectorKey, matches_key, satisfiable_keys
 from nsgsync.errors import UnsupportedKindError
 from nsgsync.intent import (
+    Code,
     DirectionIntent,
     Finding,
     Intent,
@@ -115,12 +116,12 @@ class _Compiler:
         # Findings as plain tuples in Finding.sort_key order, (segment, policy, code,
         # message, severity): a large cluster raises tens of thousands, and building and
         # hashing a model for each, duplicates included, cost more than the tuples.
-        self.findings: set[tuple[str, str, str, str, Severity, tuple[str, ...]]] = set()
+        self.findings: set[tuple[str, str, Code, str, Severity, tuple[str, ...]]] = set()
         # One finding per cause: a policy's peer widens the same way for every segment the
         # policy selects, and a segment's node rule is one fact. What a cause touches is
         # gathered here, (code, policy or segment, detail) -> items, and written once at
         # the end, so findings grow with policies plus segments, never with their product.
-        self._gathered: defaultdict[tuple[str, str, str], set[str]] = defaultdict(set)
+        self._gathered: defaultdict[tuple[Code, str, str], set[str]] = defaultdict(set)
         # Namespaces with known labels; those that something names but no Namespace object
         # describes (the topology's too) have unknown labels but for the name label, and
         # unless the namespaces read are all of the cluster's, others may exist.
@@ -441,14 +442,14 @@ class _Compiler:
         union = [self.own_term(p) for p, _ in selecting]
         what = direction.value.lower()
         if self.coverage(seg, union) is not Cover.ALL:
-            self._gathered[("isolation-partial", seg.name, what)].update(
+            self._gathered[(Code.ISOLATION_PARTIAL, seg.name, what)].update(
                 p.ref for p, _ in selecting
             )
             return DirectionIntent(isolated=False)
         grants: list[_Grant] = []
         for policy, cover in selecting:
             if cover is Cover.SOME:
-                self._gathered[("selector-widened", policy.ref, what)].add(seg.name)
+                self._gathered[(Code.SELECTOR_WIDENED, policy.ref, what)].add(seg.name)
             for index, rule in enumerate(policy.rules(direction)):
                 grants.extend(self._rule_grants(seg, policy, index, rule, direction))
         nodes = self.node_addresses
@@ -509,7 +510,7 @@ class _Compiler:
         maybe = term[2] & frozenset().union(*(seg.possible for seg, _ in segs))
         if not maybe:
             return
-        code = "namespace-labels-unknown"
+        code = Code.NAMESPACE_LABELS_UNKNOWN
         self._gathered[(code, policy.ref, "peers")].add(f"rule {index} peer {j}")
         self._gathered[(code, policy.ref, "namespaces")].update(maybe)
         self._gathered[(code, policy.ref, "segments")].update(
@@ -537,10 +538,10 @@ class _Compiler:
     ) -> None:
         peer = f"rule {index} peer {j}"
         if other is self.rest:
-            self._gathered[("peer-unsegmented", policy.ref, "")].add(peer)
+            self._gathered[(Code.PEER_UNSEGMENTED, policy.ref, "")].add(peer)
         else:
-            self._gathered[("peer-widened", policy.ref, "peers")].add(peer)
-            self._gathered[("peer-widened", policy.ref, "segments")].add(other.name)
+            self._gathered[(Code.PEER_WIDENED, policy.ref, "peers")].add(peer)
+            self._gathered[(Code.PEER_WIDENED, policy.ref, "segments")].add(other.name)
 
     def _port_grants(
         self,
@@ -618,17 +619,17 @@ class _Compiler:
             where = "unsegmented pods" if dest is self.rest else f"segment {dest.name}"
         port = f"{name}/{protocol.value}"
         if numbers is None:
-            self._gathered[("named-port-widened", policy.ref, port)].add(where)
+            self._gathered[(Code.NAMED_PORT_WIDENED, policy.ref, port)].add(where)
             return [_Grant(addresses, proto, None, source)]
         if not numbers:
-            self._gathered[("named-port-unmatched", policy.ref, port)].add(where)
+            self._gathered[(Code.NAMED_PORT_UNMATCHED, policy.ref, port)].add(where)
             return []
         return [_Grant(addresses, proto, numbers, source)]
 
     def _find(
         self,
         severity: Severity,
-        code: str,
+        code: Code,
         *,
         message: str,
         policy: str | None = None,
@@ -654,7 +655,7 @@ class _Compiler:
             if maybe:
                 self._find(
                     Severity.WARNING,
-                    "namespace-labels-unknown",
+                    Code.NAMESPACE_LABELS_UNKNOWN,
                     segment=seg.name,
                     message=(
                         f"segment {seg.name} selects namespaces by label, and nsgsync does not "
@@ -667,7 +668,7 @@ class _Compiler:
             ingress = self.compile_direction(seg, PolicyType.INGRESS)
             egress = self.compile_direction(seg, PolicyType.EGRESS)
             if ingress.isolated or egress.isolated:
-                code = "node-traffic" if self.topology.node_cidrs else "no-node-cidrs"
+                code = Code.NODE_TRAFFIC if self.topology.node_cidrs else Code.NO_NODE_CIDRS
                 self._gathered[(code, "", "")].add(seg.name)
             segments.append(
                 SegmentIntent(
@@ -700,7 +701,7 @@ class _Compiler:
         gathered = self._gathered
         for (code, subject, detail), items in sorted(gathered.items()):
             names = _listed(sorted(items))
-            if code == "isolation-partial":
+            if code == Code.ISOLATION_PARTIAL:
                 self._find(
                     Severity.WARNING,
                     code,
@@ -713,7 +714,7 @@ class _Compiler:
                         "own to enforce it)"
                     ),
                 )
-            elif code == "selector-widened":
+            elif code == Code.SELECTOR_WIDENED:
                 self._find(
                     Severity.WARNING,
                     code,
@@ -724,7 +725,7 @@ class _Compiler:
                         f"rules are applied to the whole of {_it_or_each(items)}"
                     ),
                 )
-            elif code == "peer-widened" and detail == "peers":
+            elif code == Code.PEER_WIDENED and detail == "peers":
                 segments = gathered[(code, subject, "segments")]
                 self._find(
                     Severity.WARNING,
@@ -736,7 +737,7 @@ class _Compiler:
                         f"pods of {_segments(segments)}; {_it_or_each(segments)} is allowed whole"
                     ),
                 )
-            elif code == "namespace-labels-unknown" and detail == "peers":
+            elif code == Code.NAMESPACE_LABELS_UNKNOWN and detail == "peers":
                 maybe = frozenset(gathered[(code, subject, "namespaces")])
                 where = gathered[(code, subject, "segments")]
                 self._find(
@@ -750,7 +751,7 @@ class _Compiler:
                         f"be ({_segments(where)}); {_labels_remedy(maybe)}"
                     ),
                 )
-            elif code == "peer-unsegmented":
+            elif code == Code.PEER_UNSEGMENTED:
                 self._find(
                     Severity.WARNING,
                     code,
@@ -760,7 +761,7 @@ class _Compiler:
                         f"address is allowed ({_listed(self.rest.addresses.cidrs(), most=4)})"
                     ),
                 )
-            elif code == "named-port-widened":
+            elif code == Code.NAMED_PORT_WIDENED:
                 name, protocol = detail.split("/")
                 self._find(
                     Severity.WARNING,
@@ -771,7 +772,7 @@ class _Compiler:
                         f"a number, so every {protocol} port is allowed there"
                     ),
                 )
-            elif code == "named-port-unmatched":
+            elif code == Code.NAMED_PORT_UNMATCHED:
                 name, protocol = detail.split("/")
                 self._find(
                     Severity.INFO,
@@ -782,25 +783,27 @@ class _Compiler:
                         f"for {protocol}; it allows nothing there"
                     ),
                 )
-            elif code == "node-traffic":
+            elif code == Code.NODE_TRAFFIC:
                 self._find(
                     Severity.INFO,
                     code,
                     segments=items,
                     message=(
-                        f"{_segments(items)} isolate traffic and allow the nodes "
+                        f"{_segments(items)} isolate{'s' if len(items) == 1 else ''} traffic "
+                        f"and allow{'s' if len(items) == 1 else ''} the nodes "
                         f"({', '.join(self.topology.node_cidrs)}) in each isolated direction, "
                         "as Kubernetes always does (kubelet probes, host-network pods)"
                     ),
                 )
-            elif code == "no-node-cidrs":
+            elif code == Code.NO_NODE_CIDRS:
                 self._find(
                     Severity.WARNING,
                     code,
                     segments=items,
                     message=(
-                        f"{_segments(items)} isolate traffic but the topology names no "
-                        "nodeCIDRs: kubelet probes and host-network pods may be blocked"
+                        f"{_segments(items)} isolate{'s' if len(items) == 1 else ''} traffic "
+                        "but the topology names no nodeCIDRs: kubelet probes and host-network "
+                        "pods may be blocked"
                     ),
                 )
 
@@ -829,7 +832,7 @@ class _Compiler:
             if effect is Effect.MAY_ALLOW:
                 self._find(
                     Severity.WARNING,
-                    "kind-ignored",
+                    Code.KIND_IGNORED,
                     message=(
                         f"{len(objects)} {kind} objects ({names}) are not compiled, as "
                         "--ignore-kind says; traffic they allow beyond the NetworkPolicies "
@@ -839,7 +842,7 @@ class _Compiler:
             else:
                 self._find(
                     Severity.INFO,
-                    "kind-narrows-only",
+                    Code.KIND_NARROWS_ONLY,
                     message=(
                         f"{len(objects)} {kind} objects ({names}) are not compiled: they can "
                         "only narrow what the network allows, so the cloud rules stay sound "
@@ -853,7 +856,7 @@ class _Compiler:
         if not self.rest.addresses:
             self._find(
                 Severity.WARNING,
-                "unsegmented-without-addresses",
+                Code.UNSEGMENTED_WITHOUT_ADDRESSES,
                 message=(
                     "pods may exist that no segment selects, but the segments' CIDRs cover all "
                     "of podCIDRs; end the segments with a catch-all (namespaceSelector: {})"
@@ -864,7 +867,7 @@ class _Compiler:
                 if self.coverage(self.rest, [self.own_term(policy)]) is not Cover.NONE:
                     self._find(
                         Severity.INFO,
-                        "not-enforced",
+                        Code.NOT_ENFORCED,
                         policy=policy.ref,
                         message=(
                             f"{policy.ref} selects pods that are in no segment; the cloud does "

@@ -347,7 +347,7 @@ class Controller:
                 "drift reverted: %d cloud changes with no change of policy",
                 sum(outcome.changes.values()),
             )
-        findings = Counter((f.code, f.severity.value) for f in outcome.findings)
+        findings = Counter((f.code.value, f.severity.value) for f in outcome.findings)
         self.metrics.set_state(owned=outcome.owned, findings=findings)
         self.metrics.last_success.set(time.time())
         with self._wake:
