@@ -11,10 +11,9 @@ from pathlib import Path
 from nsgsync.cli.common import add_input_options, progress, read_inputs
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError
-from nsgsync.model import Topology
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
-from nsgsync.provider import Attaching, Connection, Provider, load_provider
+from nsgsync.provider import Adapter, Attaching, Snapshot, configure
 from nsgsync.sources import apply_objects, cluster_client, load_topology
 
 PLAN_EXAMPLES = """\
@@ -102,11 +101,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)
-    provider = load_provider(inputs.topology.provider)
-    connection = None if args.offline else provider.connect(inputs.topology)
+    adapter = configure(inputs.topology, source=args.topology)
+    session = None if args.offline else adapter.session()
     if not args.offline:
         progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
-    planned = make_plan(provider, inputs.topology, inputs.intent, connection=connection)
+    planned = make_plan(adapter, inputs.intent, session=session)
     plan = planned.plan
     if args.save_plan:
         Path(args.save_plan).write_text(plan.to_json())
@@ -142,10 +141,10 @@ def run_apply(args: argparse.Namespace) -> int:
     if args.plan_file:
         return _apply_saved(args)
     inputs = read_inputs(args)
-    provider = load_provider(inputs.topology.provider)
-    connection = provider.connect(inputs.topology)
+    adapter = configure(inputs.topology, source=args.topology)
+    session = adapter.session()
     progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
-    planned = make_plan(provider, inputs.topology, inputs.intent, connection=connection)
+    planned = make_plan(adapter, inputs.intent, session=session)
     plan = planned.plan
     check_guardrails(
         plan,
@@ -153,14 +152,23 @@ def run_apply(args: argparse.Namespace) -> int:
         policy_count=len(inputs.inventory.policies),
         owned_count=len(planned.actual),
     )
-    code = _review_and_apply(plan, connection, auto_approve=args.auto_approve)
+    code = _review_and_apply(
+        plan, adapter, session, snapshot=planned.snapshot, auto_approve=args.auto_approve
+    )
     if code == 0 and args.apply_attachments:
-        _attach(args, provider, inputs.topology, inputs.inventory.namespaces, connection)
+        _attach(args, adapter, inputs.inventory.namespaces, session)
     return code
 
 
 def _review_and_apply(
-    plan: Plan, connection: Connection, *, auto_approve: bool, saved: bool = False
+    plan: Plan,
+    adapter: Adapter,
+    session: object,
+    *,
+    auto_approve: bool,
+    snapshot: Snapshot | None = None,
+    saved: bool = False,
+    verb: str = "Apply",
 ) -> int:
     """Print the plan, ask (unless auto-approved), apply, and say what was done."""
     print(render_plan(plan), end="")
@@ -169,10 +177,10 @@ def _review_and_apply(
     if not _confirm(auto_approve):
         print("Apply cancelled; nothing was changed.")
         return 1
-    apply_plan(plan, connection, progress=progress, saved=saved)
+    apply_plan(adapter, plan, session, progress=progress, snapshot=snapshot, saved=saved)
     s = plan.summary()
     print(
-        f"Apply complete! Resources: {s['add']} added, {s['change']} changed, "
+        f"{verb} complete! Resources: {s['add']} added, {s['change']} changed, "
         f"{s['destroy']} destroyed."
     )
     return 0
@@ -180,16 +188,15 @@ def _review_and_apply(
 
 def _attach(
     args: argparse.Namespace,
-    provider: Provider,
-    topology: Topology,
+    adapter: Adapter,
     namespaces: Mapping[str, Mapping[str, str]],
-    connection: Connection,
+    session: object,
 ) -> None:
     """Apply the objects that attach the cloud resources to pods (after the cloud side)."""
-    if not isinstance(provider, Attaching):
-        progress(f"provider {provider.name} attaches without Kubernetes objects; nothing to do")
+    if not isinstance(adapter, Attaching):
+        progress(f"provider {adapter.name} attaches without Kubernetes objects; nothing to do")
         return
-    docs, findings = provider.attachments(topology, namespaces, connection.read())
+    docs, findings = adapter.attachments(namespaces, adapter.read(session))
     for f in findings:
         progress(f"warning {f.code}: {f.message}")
     client = cluster_client(args.kubeconfig, args.context)
@@ -199,23 +206,23 @@ def _attach(
 
 def _apply_saved(args: argparse.Namespace) -> int:
     path = Path(args.plan_file)
-    try:
-        plan = plan_from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"not a saved nsgsync plan: {exc}", file=str(path)) from None
     topology = load_topology(args.topology)
+    adapter = configure(topology, source=args.topology)
+    try:
+        plan = plan_from_dict(json.loads(path.read_text()), adapter.restore)
+    except (OSError, ValueError, KeyError, AssertionError) as exc:
+        raise InputError(f"not a saved nsgsync plan: {exc}", file=str(path)) from exc
     if plan.cluster != topology.cluster or plan.provider != topology.provider:
         raise InputError(
             f"the plan is for {plan.provider}/{plan.cluster}, the topology for "
             f"{topology.provider}/{topology.cluster}",
             file=str(path),
         )
-    provider = load_provider(topology.provider)
-    connection = provider.connect(topology)
+    session = adapter.session()
     check_guardrails(
         plan,
         guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
         policy_count=1,
         owned_count=0,
     )
-    return _review_and_apply(plan, connection, auto_approve=args.auto_approve, saved=True)
+    return _review_and_apply(plan, adapter, session, auto_approve=args.auto_approve, saved=True)

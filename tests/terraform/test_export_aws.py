@@ -24,7 +24,7 @@ from nsgsync.engine import apply_plan, make_plan
 from nsgsync.errors import ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
-from nsgsync.provider import Connection, load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from nsgsync.terraform import (
@@ -56,16 +56,16 @@ def with_aws(topology: Topology, **aws: Any) -> Topology:
 def export(
     topology: Topology,
     intent: Intent,
-    connection: Connection | None = None,
+    connection: object | None = None,
     **options: Any,
 ) -> TerraformExport:
-    provider = load_provider("aws")
+    provider = configure(topology)
     return export_terraform(
         provider,
         renderer,
         topology,
         intent,
-        connection=connection,
+        session=connection,
         options=ExportOptions(**options),
     )
 
@@ -354,13 +354,13 @@ def test_import_blocks_carry_the_cloud_ids_of_what_exists(ec2: Ec2, peer_mode: s
     )
     inventory = load_manifests([EXAMPLE / "cluster"])
     intent = compile_intent(topology, inventory)
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=ec2.client)
+    provider = configure(topology)
+    conn = provider.session(ec2=ec2.client)
     apply_plan(
-        make_plan(provider, topology, intent, connection=conn).plan, conn, progress=lambda _: None
+        provider, make_plan(provider, intent, session=conn).plan, conn, progress=lambda _: None
     )
 
-    result = export(topology, intent, provider.connect(topology, ec2=ec2.client))
+    result = export(topology, intent, provider.session(ec2=ec2.client))
     parsed = check_files(result.texts)
     imports = dict(parsed.imports)
     assert len(imports) == len(parsed.imports), "one import block per address"
@@ -371,7 +371,7 @@ def test_import_blocks_carry_the_cloud_ids_of_what_exists(ec2: Ec2, peer_mode: s
 
     # After a policy change, what exists is imported and the new rule is created.
     intent2 = compile_intent(topology, extra_policy(inventory))
-    again = export(topology, intent2, provider.connect(topology, ec2=ec2.client))
+    again = export(topology, intent2, provider.session(ec2=ec2.client))
     parsed2 = Parsed.texts(again.texts)
     new = set(parsed2.resources) - set(dict(parsed2.imports))
     assert new == {"aws_vpc_security_group_ingress_rule.shop_db_tcp_443_192_0_2_0_24"}
@@ -455,17 +455,15 @@ def test_export_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 def test_export_json_lists_the_cloud_ids_of_what_exists(ec2: Ec2) -> None:
     topology = with_aws(load_topology(EXAMPLE / "topology.yaml"), vpcId=ec2.vpc_id)
     intent = compile_intent(topology, load_manifests([EXAMPLE / "cluster"]))
-    provider = load_provider("aws")
-    offline = export_json(provider, topology, intent)
+    provider = configure(topology)
+    offline = export_json(provider, intent)
     assert "existing" not in offline
-    conn = provider.connect(topology, ec2=ec2.client)
-    assert export_json(provider, topology, intent, connection=conn)["existing"] == {}
+    conn = provider.session(ec2=ec2.client)
+    assert export_json(provider, intent, session=conn)["existing"] == {}
     apply_plan(
-        make_plan(provider, topology, intent, connection=conn).plan, conn, progress=lambda _: None
+        provider, make_plan(provider, intent, session=conn).plan, conn, progress=lambda _: None
     )
-    doc = export_json(
-        provider, topology, intent, connection=provider.connect(topology, ec2=ec2.client)
-    )
+    doc = export_json(provider, intent, session=provider.session(ec2=ec2.client))
     assert doc["desired"] == offline["desired"], "desired stays unbound: peers as placeholders"
     parsed = Parsed.texts(export(topology, intent).texts)
     by_address = cloud_ids(ec2, parsed)

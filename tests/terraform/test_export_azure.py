@@ -23,7 +23,7 @@ from nsgsync.engine import apply_plan, make_plan
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
 from nsgsync.plan import Resource
-from nsgsync.provider import Connection, load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from nsgsync.terraform import MARKER, ExportOptions, TerraformRenderer, load_renderer
@@ -65,14 +65,14 @@ def arm() -> Arm:
 
 
 def export(
-    topology: Topology, intent: Intent, connection: Connection | None = None, **options: Any
+    topology: Topology, intent: Intent, connection: object | None = None, **options: Any
 ) -> TerraformExport:
     return export_terraform(
-        load_provider("azure"),
+        configure(topology),
         renderer,
         topology,
         intent,
-        connection=connection,
+        session=connection,
         options=ExportOptions(**options),
     )
 
@@ -390,14 +390,14 @@ def test_a_policy_change_gives_a_small_diff() -> None:
 
 
 def apply(arm: Arm, topology: Topology, intent: Intent) -> None:
-    provider = load_provider("azure")
-    conn = provider.connect(topology, network_client=arm.client)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
-    apply_plan(planned, conn, progress=lambda _: None)
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    planned = make_plan(provider, intent, session=conn).plan
+    apply_plan(provider, planned, conn, progress=lambda _: None)
 
 
-def connect(arm: Arm, topology: Topology) -> Connection:
-    return load_provider("azure").connect(topology, network_client=arm.client)
+def connect(arm: Arm, topology: Topology) -> object:
+    return configure(topology).session(network_client=arm.client)
 
 
 def cloud_ids(arm: Arm, texts: Mapping[str, str]) -> dict[str, str]:
@@ -590,9 +590,7 @@ def test_the_module_gives_the_arguments_of_the_generated_code(tmp_path: Path) ->
     ]
     topology = base.model_copy(update={"segments": segments})
     intent = compile_intent(topology, load_manifests([EXAMPLE / "cluster"]))
-    (tmp_path / "nsgsync.json").write_text(
-        json.dumps(export_json(load_provider("azure"), topology, intent))
-    )
+    (tmp_path / "nsgsync.json").write_text(json.dumps(export_json(configure(topology), intent)))
     variables = 'variable "resources_file" {\n  default = "nsgsync.json"\n}\n'
     variables += 'variable "resource_group_name" {\n  default = "rg-nsgsync"\n}\n'
     (tmp_path / "main.tf").write_text(variables + module_probe((MODULE / "main.tf").read_text()))
