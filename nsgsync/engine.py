@@ -123,7 +123,7 @@ def schedule(adapter: Adapter, plan: Plan, snapshot: Snapshot) -> Schedule:
                 out.retags.append(c)
             else:
                 out.add(Phase.DELETE, c)
-        elif c.op is Op.DESTROY and res.container in leaving:
+        elif c.op is Op.DESTROY and res.container in leaving and adapter.cascades:
             continue  # a rule goes with its container
         else:
             out.add(_phase(adapter, c), c)

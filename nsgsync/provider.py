@@ -102,6 +102,8 @@ class Adapter(Protocol):
     name: str
     # Whether NARROW can replace a rule by another in one call (count-neutral).
     pairs: bool
+    # Whether deleting a container deletes its rules (so they need no removal of their own).
+    cascades: bool
 
     def session(self, **clients: Any) -> Any:
         """A live session; tests pass clients or transports in, the CLI lets the SDK find

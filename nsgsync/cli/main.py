@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from nsgsync import __version__
-from nsgsync.cli import compile_cmd, explain_cmd, export_cmd, plan_cmd
+from nsgsync.cli import compile_cmd, destroy_cmd, explain_cmd, export_cmd, plan_cmd
 from nsgsync.errors import NsgsyncError
 
 DESCRIPTION = """\
@@ -25,7 +25,7 @@ examples:
 Run `nsgsync VERB --help` for each verb's options and examples.
 """
 
-VERBS = (compile_cmd, explain_cmd, plan_cmd, export_cmd)
+VERBS = (compile_cmd, explain_cmd, plan_cmd, destroy_cmd, export_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -169,20 +169,27 @@ def _review_and_apply(
     snapshot: Snapshot | None = None,
     saved: bool = False,
     verb: str = "Apply",
+    show: bool = True,
 ) -> int:
     """Print the plan, ask (unless auto-approved), apply, and say what was done."""
-    print(render_plan(plan), end="")
+    if show:
+        print(render_plan(plan), end="")
     if plan.empty:
         return 0
     if not _confirm(auto_approve):
-        print("Apply cancelled; nothing was changed.")
+        print(f"{verb} cancelled; nothing was changed.")
         return 1
     apply_plan(adapter, plan, session, progress=progress, snapshot=snapshot, saved=saved)
     s = plan.summary()
-    print(
+    done = (
         f"{verb} complete! Resources: {s['add']} added, {s['change']} changed, "
         f"{s['destroy']} destroyed."
     )
+    # With the plan as JSON on stdout, the summary goes with the progress lines.
+    if show:
+        print(done)
+    else:
+        progress(done)
     return 0
 
 

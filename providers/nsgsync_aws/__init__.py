@@ -26,6 +26,8 @@ class AwsAdapter:
     segments: Mapping[str, AwsSegmentConfig]
     name: str = "aws"
     pairs: bool = True  # ModifySecurityGroupRules replaces a rule by another in place
+    # A group that another group's rule references cannot be deleted: revoke every rule first.
+    cascades: bool = False
 
     @property
     def cluster(self) -> str:

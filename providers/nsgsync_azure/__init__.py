@@ -26,6 +26,8 @@ class AzureAdapter:
     # A rule PUT under the same name changes its content, not its name, its identity: a
     # pair would leave a rule that the next plan replaces again.
     pairs: bool = False
+    # An NSG is deleted with its rules.
+    cascades: bool = True
 
     @property
     def cluster(self) -> str:

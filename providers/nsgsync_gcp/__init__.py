@@ -26,6 +26,8 @@ class GcpAdapter:
     # An in-place PUT changes a rule's content but not its name, its identity: a pair
     # would leave a rule that the next plan replaces again.
     pairs: bool = False
+    # No containers.
+    cascades: bool = False
 
     @property
     def cluster(self) -> str:

@@ -143,19 +143,28 @@ class _Grant:
     ports: tuple[tuple[int, int], ...] | None
     peers: AddressSet
     text: str
+    policies: tuple[str, ...] = ()
 
 
 def _grants(side: DirectionIntent) -> list[_Grant]:
     """One grant per (protocol, ports); the compiler already merges so, this is a guard."""
     peers: dict[tuple[str, tuple[tuple[int, int], ...] | None], list[AddressSet]] = {}
     texts: dict[tuple[str, tuple[tuple[int, int], ...] | None], list[str]] = {}
+    policies: dict[tuple[str, tuple[tuple[int, int], ...] | None], set[str]] = {}
     for rule in side.rules:
         protocol = _PROTOCOL[rule.protocol]
         ports = rule.ports if protocol != "all" else None
         peers.setdefault((protocol, ports), []).append(rule.peer_set)
         texts.setdefault((protocol, ports), []).append(rule.explanation())
+        policies.setdefault((protocol, ports), set()).update(rule.policies)
     return [
-        _Grant(protocol, ports, AddressSet.union_all(sets), "; ".join(texts[(protocol, ports)]))
+        _Grant(
+            protocol,
+            ports,
+            AddressSet.union_all(sets),
+            "; ".join(texts[(protocol, ports)]),
+            tuple(sorted(policies[(protocol, ports)])),
+        )
         for (protocol, ports), sets in peers.items()
     ]
 
@@ -178,6 +187,7 @@ def _firewalls(
     own: AddressSet,
     peers: AddressSet,
     text: str,
+    policies: tuple[str, ...] = (),
 ) -> Iterator[Resource]:
     """The rules for one grant: one per IP family, split at 5,000 ranges a side."""
     ingress = direction is Direction.INGRESS
@@ -211,7 +221,7 @@ def _firewalls(
                     "description": describe(ctx.cluster, segment, direction, text),
                     "disabled": False,
                 }
-                yield firewall_resource(body, segment, sources=text_sources(text))
+                yield firewall_resource(body, segment, sources=policies)
 
 
 def _direction_rules(
@@ -242,6 +252,7 @@ def _direction_rules(
             own=own,
             peers=grant.peers,
             text=grant.text,
+            policies=grant.policies,
         )
     yield from _firewalls(
         ctx,
@@ -275,11 +286,6 @@ def firewall_resource(
         direction="ingress" if body.get("direction") == "INGRESS" else "egress",
         sources=sources,
     )
-
-
-def text_sources(text: str) -> tuple[str, ...]:
-    """The policies a grant's text names (`ns/name`), for limit messages."""
-    return tuple(sorted({w.strip(",;()") for w in text.split() if w.count("/") == 1}))
 
 
 def render(

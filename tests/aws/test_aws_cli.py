@@ -124,3 +124,37 @@ def test_offline_plan_needs_no_aws(
     topology = EXAMPLE / "topology.yaml"
     assert main(["plan", *args(topology, "--offline", "--detailed-exitcode")]) == 2
     assert "offline" in capsys.readouterr().out
+
+
+def test_destroy_plans_asks_and_removes_everything_nsgsync_owns(
+    topology_file: Path, ec2: Ec2, capsys: pytest.CaptureFixture[str]
+) -> None:
+    theirs = ec2.client.create_security_group(
+        GroupName="not-nsgsync", Description="a team's", VpcId=ec2.vpc_id
+    )["GroupId"]
+    assert main(["apply", *args(topology_file, "--auto-approve")]) == 0
+    capsys.readouterr()
+    topology = ["--topology", str(topology_file)]
+
+    assert main(["destroy", *topology, "--plan", "--detailed-exitcode"]) == 2
+    out = capsys.readouterr().out
+    assert '- security-group "sg/shop-db"' in out and "0 to add, 0 to change" in out
+
+    assert main(["destroy", *topology, "--plan", "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["add"] == doc["summary"]["change"] == 0
+    assert doc["summary"]["destroy"] == len(doc["changes"]) > 0 and doc["desired"] == []
+
+    assert main(["destroy", *topology]) == 1  # no terminal to confirm on
+    assert "--auto-approve" in capsys.readouterr().err
+    assert main(["destroy", *topology, "--auto-approve", "--max-deletions", "3"]) == 1
+    assert "more than --max-deletions 3" in capsys.readouterr().err
+
+    assert main(["destroy", *topology, "--auto-approve", "--detailed-exitcode"]) == 2
+    assert "Destroy complete!" in capsys.readouterr().out
+    left = ec2.client.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [ec2.vpc_id]}]
+    )["SecurityGroups"]
+    assert {g["GroupId"] for g in left if g["GroupName"] != "default"} == {theirs}
+    assert main(["destroy", *topology, "--plan", "--detailed-exitcode"]) == 0
+    assert "No changes." in capsys.readouterr().out
