@@ -197,7 +197,9 @@ def settings(
     try:
         return model.model_validate(dict(block or {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # A misspelt key is also a missing one: name the misspelling, which says both.
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = [str(p) for p in err["loc"]]
         message = str(err["msg"])
         if err["type"] == "extra_forbidden" and loc:

@@ -10,14 +10,47 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nsgsync.errors import did_you_mean, excerpt
 from nsgsync.model.k8s import EVERYTHING, LabelSelector
 from nsgsync.net import AddressSet
 
 _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+_OPAQUE = ConfigDict(
+    frozen=True,
+    extra="allow",
+    populate_by_name=True,
+    json_schema_extra={"additionalProperties": False},
+)
+
+
+def _providers() -> set[str]:
+    # The names installed adapters register (docs/providers.md); read from package metadata,
+    # so the model names no cloud and imports no adapter.
+    return {ep.name for ep in entry_points(group="nsgsync.providers")}
+
+
+def _provider_blocks(data: Any, model: type[BaseModel]) -> Any:
+    """Keys that are no field must name an installed provider and hold a mapping."""
+    if not isinstance(data, Mapping):
+        return data
+    spelled = {f.alias or n for n, f in model.model_fields.items()}  # as files spell them
+    known = spelled | set(model.model_fields)
+    providers = _providers() | ({str(data.get("provider"))} if "provider" in data else set())
+    for key, value in data.items():
+        if key in known:
+            continue
+        if key not in providers:
+            raise ValueError(
+                f"unknown key {excerpt(key)}{did_you_mean(str(key), sorted(spelled | providers))}"
+            )
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"{key}: a provider block must be a mapping, not {excerpt(value)}")
+    return data
 
 
 def _cidr_list(values: list[str]) -> list[str]:
@@ -32,16 +65,16 @@ def _cidr_list(values: list[str]) -> list[str]:
 
 
 class Segment(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # Keys beyond the fields are provider blocks, kept opaque: the adapter validates its own.
+    model_config = _OPAQUE
 
     name: str
     namespace: str | None = None
     namespace_selector: LabelSelector | None = Field(default=None, alias="namespaceSelector")
     pod_selector: LabelSelector = Field(default=EVERYTHING, alias="podSelector")
     cidrs: list[str]
-    aws: dict[str, Any] | None = None
-    azure: dict[str, Any] | None = None
-    gcp: dict[str, Any] | None = None
+
+    _blocks = model_validator(mode="before")(lambda data: _provider_blocks(data, Segment))
 
     @field_validator("name")
     @classmethod
@@ -77,12 +110,11 @@ class Segment(BaseModel):
         return self.namespace_selector.matches(namespace_labels)
 
     def provider_settings(self, provider: str) -> dict[str, Any]:
-        value = getattr(self, provider, None) if provider in ("aws", "azure", "gcp") else None
-        return dict(value or {})
+        return dict((self.model_extra or {}).get(provider) or {})
 
 
 class Topology(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = _OPAQUE
 
     api_version: Literal["nsgsync.io/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["Topology"]
@@ -91,9 +123,8 @@ class Topology(BaseModel):
     pod_cidrs: list[str] = Field(alias="podCIDRs")
     node_cidrs: list[str] = Field(default_factory=list, alias="nodeCIDRs")
     segments: list[Segment]
-    aws: dict[str, Any] | None = None
-    azure: dict[str, Any] | None = None
-    gcp: dict[str, Any] | None = None
+
+    _blocks = model_validator(mode="before")(lambda data: _provider_blocks(data, Topology))
 
     @field_validator("cluster")
     @classmethod
@@ -183,6 +214,4 @@ class Topology(BaseModel):
         raise KeyError(name)
 
     def provider_block(self, provider: str | None = None) -> dict[str, Any]:
-        name = provider or self.provider
-        value = getattr(self, name, None) if name in ("aws", "azure", "gcp") else None
-        return dict(value or {})
+        return dict((self.model_extra or {}).get(provider or self.provider) or {})
