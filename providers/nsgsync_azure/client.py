@@ -14,9 +14,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.pipeline import PipelineRequest
 from azure.core.polling import LROPoller
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule, Subnet, TagsObject
 
@@ -76,6 +79,12 @@ def make_client(config: AzureConfig, credential: Any = None) -> NetworkManagemen
         from azure.identity import DefaultAzureCredential  # only when talking to Azure
 
         credential = DefaultAzureCredential(authority=authority)
+    parts = urlsplit(arm)
+    # A token is sent over plain HTTP only to this machine (a local ARM emulator).
+    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    extra: dict[str, Any] = {}
+    if local:
+        extra["authentication_policy"] = _LoopbackPolicy(credential, f"{arm}/.default")
     # azure-core's RetryPolicy retries 408/429/5xx and honours Retry-After; give ARM's
     # per-subscription throttling room to recover before an apply gives up.
     return NetworkManagementClient(
@@ -86,7 +95,17 @@ def make_client(config: AzureConfig, credential: Any = None) -> NetworkManagemen
         retry_total=10,
         retry_backoff_factor=1.0,
         retry_backoff_max=60,
+        **extra,
     )
+
+
+class _LoopbackPolicy(ARMChallengeAuthenticationPolicy):
+    """ARM's bearer-token policy, letting the token go over plain HTTP: used only for an
+    armEndpoint on this machine (a local emulator), where TLS protects nothing."""
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        request.context.options["enforce_https"] = False
+        super().on_request(request)
 
 
 def _message(exc: AzureError) -> str:
