@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -42,7 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The collector's thresholds for this process: a large cluster's compile allocates millions
+# of small objects that survive it, and each full collection walks all of them. Measured at
+# 10,000 policies (docs/benchmarks.md): 4.6 s with the defaults, 2.9 s with these, 2.8 s with
+# the collector off. The library leaves the collector alone; the process that runs it sets it.
+GC_THRESHOLDS = (100_000, 50, 1000)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    gc.set_threshold(*GC_THRESHOLDS)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

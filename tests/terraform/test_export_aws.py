@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 from functools import cache
-from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import hcl2
 import pytest
 
 import nsgsync.terraform as terraform_core
-from nsgsync.cli import export_cmd
 from nsgsync.cli.export_cmd import TerraformExport, export_json, export_terraform
 from nsgsync.cli.main import main
 from nsgsync.compile import compile_intent
@@ -31,7 +29,6 @@ from nsgsync.terraform import (
     MARKER,
     ExportOptions,
     TerraformRenderer,
-    installed,
     load_renderer,
 )
 from nsgsync.terraform.hcl import is_identifier
@@ -381,17 +378,9 @@ def test_import_blocks_carry_the_cloud_ids_of_what_exists(ec2: Ec2, peer_mode: s
 # --- the command line ---
 
 
-@pytest.fixture
-def aws_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until pyproject declares the `nsgsync.terraform` entry points, find it directly."""
-    if "aws" not in installed():
-        monkeypatch.setattr(export_cmd, "load_renderer", lambda name: renderer)
-
-
 EXAMPLE_ARGS = ["-f", str(EXAMPLE / "cluster"), "--topology", str(EXAMPLE / "topology.yaml")]
 
 
-@pytest.mark.usefixtures("aws_renderer")
 def test_cli_writes_the_files_and_removes_only_its_own_stale_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -415,7 +404,6 @@ def test_cli_writes_the_files_and_removes_only_its_own_stale_ones(
     assert 'variable "region"' not in (out / "variables.tf").read_text()
 
 
-@pytest.mark.usefixtures("aws_renderer")
 def test_cli_refuses_to_overwrite_a_file_it_did_not_write(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -471,13 +459,21 @@ def test_export_json_lists_the_cloud_ids_of_what_exists(ec2: Ec2) -> None:
     assert doc["existing"] == {key: by_address[addresses[key]] for key in addresses}
 
 
-def test_the_entry_point_to_declare_loads_the_aws_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Exactly the line pyproject.toml declares under [project.entry-points."nsgsync.terraform"].
-    group = terraform_core.GROUP
-    points = [EntryPoint("aws", "nsgsync_aws.terraform:renderer", group)]
-    monkeypatch.setattr(terraform_core, "entry_points", lambda group: points)
-    assert load_renderer("aws") is renderer
+def test_the_entry_point_to_declare_loads_the_aws_renderer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Exactly the line pyproject.toml declares under [project.entry-points."nsgsync.terraform"],
+    # installed under other names by a distribution of the test's own (a dist-info on sys.path).
+    info = tmp_path / "nsgsync_declared-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nsgsync-declared\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{terraform_core.GROUP}]\n"
+        "declared = nsgsync_aws.terraform:renderer\n"
+        "wrong = nsgsync_aws.terraform:GROUP_TYPE\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_renderer("declared") is renderer
     assert isinstance(renderer, TerraformRenderer)
-    points[0] = EntryPoint("aws", "nsgsync_aws.terraform:GROUP_TYPE", group)
     with pytest.raises(ProviderError, match="not a Terraform renderer"):
-        load_renderer("aws")
+        load_renderer("wrong")
