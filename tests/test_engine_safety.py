@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from azure.core.pipeline.transport import HttpRequest, HttpResponse
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.network import NetworkManagementClient
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials

@@ -13,7 +13,8 @@ from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync_aws.client import make_client
 from tests.aws.conftest import REGION, Ec2
-from tests.aws.test_aws_cycle import EXAMPLE, with_vpc
+from tests.aws.test_aws_cycle import with_vpc
+from tests.cycle import EXAMPLE
 
 THROTTLED = (
     b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'

@@ -162,7 +162,7 @@ def test_existing_nsg_by_name_keeps_its_rules_and_tags(arm: Arm) -> None:
         arm.fake.add_rule(SUB, RG, nsg, f"team-{p}", {**base, "priority": p})
     topology, inventory = example(arm)
     segments = [
-        s.model_copy(update={"azure": {**(s.azure or {}), "nsgName": nsg}})
+        s.model_copy(update={"azure": {**s.provider_settings("azure"), "nsgName": nsg}})
         if s.name == "shop-db"
         else s
         for s in topology.segments
@@ -336,7 +336,7 @@ def test_band_taken_by_others_fails_at_bind(arm: Arm) -> None:
         )
     topology, inventory = example(arm, priorityBand=[1000, 1017])
     segments = [
-        s.model_copy(update={"azure": {**(s.azure or {}), "nsgName": nsg}})
+        s.model_copy(update={"azure": {**s.provider_settings("azure"), "nsgName": nsg}})
         if s.name == "shop-db"
         else s
         for s in topology.segments

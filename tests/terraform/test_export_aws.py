@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from nsgsync.engine import apply_plan, make_plan
 from nsgsync.errors import ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
+from nsgsync.plan import Ident
 from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
@@ -247,7 +249,7 @@ def test_addresses_are_readable_unique_and_derived_from_the_key() -> None:
 def test_addresses_that_sanitise_alike_are_numbered() -> None:
     topology, _, result = example()
     group = next(r for r in result.desired if r.key == "sg/shop-db")
-    twin = type(group)(group.type, "sg/shop-db-", group.body, "shop-db-")
+    twin = replace(group, ident=Ident("sg", ("shop-db-",)), segment="shop-db-")
     got = renderer.addresses([group, twin], topology)
     assert got == {
         "sg/shop-db": "aws_security_group.shop_db",

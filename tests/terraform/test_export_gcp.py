@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
-from nsgsync.plan import Resource
+from nsgsync.plan import Ident, Resource
 from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
@@ -344,7 +345,7 @@ def test_addresses_are_readable_unique_and_derived_from_the_key() -> None:
 
 
 def variant(rule: Resource, key: str, **body: Any) -> Resource:
-    return Resource(rule.type, key, {**rule.body, "name": key, **body}, rule.segment)
+    return replace(rule, ident=Ident("", (key,)), body={**rule.body, "name": key, **body})
 
 
 def test_addresses_name_ports_ranges_and_fall_back_on_the_hash() -> None:
