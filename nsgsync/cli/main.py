@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import traceback
 from collections.abc import Sequence
 
 from nsgsync import __version__
@@ -37,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nsgsync {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, also print what caused it (the SDK's or library's own error)",
+    )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in VERBS:
         verb.register(sub)
@@ -58,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except NsgsyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if args.debug:
+            print("".join(traceback.format_exception(exc)), end="", file=sys.stderr)
+        elif exc.__cause__ is not None:
+            print("  (run with --debug to see what caused it)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; nothing more was changed", file=sys.stderr)

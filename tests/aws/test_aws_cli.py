@@ -5,7 +5,9 @@ boto3 finds the local EC2 API through AWS_ENDPOINT_URL, as it would a real endpo
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,41 @@ def test_destroy_plans_asks_and_removes_everything_nsgsync_owns(
     assert {g["GroupId"] for g in left if g["GroupName"] != "default"} == {theirs}
     assert main(["destroy", *topology, "--plan", "--detailed-exitcode"]) == 0
     assert "No changes." in capsys.readouterr().out
+
+
+def test_debug_shows_what_caused_an_error(
+    topology_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        """EC2 as it answers credentials it does not know."""
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = (
+                b"<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not "
+                b"able to validate the provided access credentials</Message></Error></Errors>"
+                b"<RequestID>1</RequestID></Response>"
+            )
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        assert main(["plan", *args(topology_file)]) == 1
+        err = capsys.readouterr().err
+        assert "error: EC2 describe_security_groups failed" in err and "--debug" in err
+        assert "Traceback" not in err
+        assert main(["--debug", "plan", *args(topology_file)]) == 1
+        err = capsys.readouterr().err
+        assert "ClientError: An error occurred (AuthFailure)" in err
+        assert "The above exception was the direct cause" in err
+    finally:
+        server.shutdown()
+        server.server_close()
