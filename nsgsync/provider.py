@@ -99,11 +99,21 @@ class Created:
 
 @runtime_checkable
 class Adapter(Protocol):
-    name: str
-    # Whether NARROW can replace a rule by another in one call (count-neutral).
-    pairs: bool
-    # Whether deleting a container deletes its rules (so they need no removal of their own).
-    cascades: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def cluster(self) -> str: ...
+
+    @property
+    def pairs(self) -> bool:
+        """Whether NARROW can replace a rule by another in one call (count-neutral)."""
+        ...
+
+    @property
+    def cascades(self) -> bool:
+        """Whether deleting a container deletes its rules (they need no removal of their own)."""
+        ...
 
     def session(self, **clients: Any) -> Any:
         """A live session; tests pass clients or transports in, the CLI lets the SDK find

@@ -9,7 +9,7 @@ from typing import Any
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Resource, Role
-from nsgsync.provider import Applied, Budget, Created, Phase, Progress, Snapshot
+from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
 from nsgsync_aws import client as ec2
 from nsgsync_aws import render as _render
 from nsgsync_aws.attach import security_group_policies
@@ -141,3 +141,8 @@ class AwsProvider:
 provider = AwsProvider()
 
 __all__ = ["AwsAdapter", "AwsProvider", "group_key", "provider"]
+
+
+def _conforms(adapter: AwsAdapter, provider: AwsProvider) -> tuple[Adapter, Provider]:
+    """mypy checks here that the adapter and provider keep the contract (docs/providers.md)."""
+    return adapter, provider

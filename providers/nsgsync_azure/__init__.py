@@ -9,7 +9,7 @@ from typing import Any
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Resource, Role
-from nsgsync.provider import Applied, Budget, Created, Phase, Progress, Snapshot
+from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
 from nsgsync_azure import render as _render
 from nsgsync_azure.client import Arm, Held, bind, make_client
 from nsgsync_azure.config import Settings, load
@@ -100,8 +100,8 @@ class AzureAdapter:
     ) -> Created | None:
         arm = self._arm(session)
         if change.old is None:
-            return arm._create_nsg(change, rules, progress)
-        arm._retag(change, progress)
+            return arm.create_nsg(change, rules, progress)
+        arm.retag(change, progress)
         return None
 
     def write(
@@ -116,18 +116,18 @@ class AzureAdapter:
         arm = self._arm(session)
         for c in batch:
             if phase is Phase.LINK:
-                arm._associate(c, progress)
+                arm.associate(c, progress)
             elif phase is Phase.UNLINK:
-                arm._dissociate(c, progress)
+                arm.dissociate(c, progress)
             elif phase is Phase.DELETE:
                 assert c.old is not None
                 name = str(c.old.body["name"])
                 progress(f"- deleting NSG {name}")
-                arm._delete_nsg(name)
+                arm.delete_nsg(name)
             elif phase is Phase.REMOVE:
-                arm._delete_rule(c, progress)
+                arm.delete_rule(c, progress)
             else:
-                arm._put_rule(c, "+ creating" if c.old is None else "~ updating", progress)
+                arm.put_rule(c, "+ creating" if c.old is None else "~ updating", progress)
 
 
 class AzureProvider:
@@ -140,3 +140,8 @@ class AzureProvider:
 provider = AzureProvider()
 
 __all__ = ["AzureAdapter", "AzureProvider", "provider"]
+
+
+def _conforms(adapter: AzureAdapter, provider: AzureProvider) -> tuple[Adapter, Provider]:
+    """mypy checks here that the adapter and provider keep the contract (docs/providers.md)."""
+    return adapter, provider

@@ -318,13 +318,13 @@ class Arm:
                 )
         return out
 
-    def _delete_nsg(self, name: str) -> None:
+    def delete_nsg(self, name: str) -> None:
         self._wait(
             f"deleting NSG {name}",
             lambda: self.client.network_security_groups.begin_delete(self.group, name),
         )
 
-    def _create_nsg(self, c: Change, new_rules: Sequence[Change], progress: Progress) -> Created:
+    def create_nsg(self, c: Change, new_rules: Sequence[Change], progress: Progress) -> Created:
         """Create an NSG with its new rules in one PUT (ARM takes them inline)."""
         assert c.new is not None
         name = str(c.new.body["name"])
@@ -351,7 +351,7 @@ class Arm:
             absorbed=frozenset(r.resource.ident for r in new_rules),
         )
 
-    def _retag(self, c: Change, progress: Progress) -> None:
+    def retag(self, c: Change, progress: Progress) -> None:
         assert c.new is not None and c.old is not None
         name = str(c.new.body["name"])
         if c.old.body.get("location") != c.new.body.get("location"):
@@ -378,7 +378,7 @@ class Arm:
             ),
         )
 
-    def _put_rule(self, c: Change, verb: str, progress: Progress) -> None:
+    def put_rule(self, c: Change, verb: str, progress: Progress) -> None:
         assert c.new is not None
         nsg = c.new.ident.parts[0]
         name = str(c.new.body["name"])
@@ -390,7 +390,7 @@ class Arm:
             lambda: self.client.security_rules.begin_create_or_update(self.group, nsg, name, rule),
         )
 
-    def _delete_rule(self, c: Change, progress: Progress) -> None:
+    def delete_rule(self, c: Change, progress: Progress) -> None:
         assert c.old is not None
         nsg = c.old.ident.parts[0]
         name = str(c.old.body["name"])
@@ -417,7 +417,7 @@ class Arm:
             ),
         )
 
-    def _associate(self, c: Change, progress: Progress) -> None:
+    def associate(self, c: Change, progress: Progress) -> None:
         assert c.new is not None
         subnet_id = str(c.new.body["id"])
         nsg_id = str(c.new.body["properties"]["networkSecurityGroup"]["id"])
@@ -431,7 +431,7 @@ class Arm:
 
         self._write_subnet(subnet_id, "associating", point)
 
-    def _dissociate(self, c: Change, progress: Progress) -> None:
+    def dissociate(self, c: Change, progress: Progress) -> None:
         assert c.old is not None
         subnet_id = str(c.old.body["id"])
         nsg_id = str(c.old.body["properties"]["networkSecurityGroup"]["id"])

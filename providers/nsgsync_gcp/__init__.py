@@ -9,7 +9,7 @@ from typing import Any
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import Applied, Budget, Created, Phase, Progress, Snapshot
+from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
 from nsgsync_gcp import client as compute
 from nsgsync_gcp import render as _render
 from nsgsync_gcp.config import GcpConfig, GcpSegmentConfig, load_config
@@ -111,3 +111,8 @@ class GcpProvider:
 provider = GcpProvider()
 
 __all__ = ["GcpAdapter", "GcpProvider", "provider"]
+
+
+def _conforms(adapter: GcpAdapter, provider: GcpProvider) -> tuple[Adapter, Provider]:
+    """mypy checks here that the adapter and provider keep the contract (docs/providers.md)."""
+    return adapter, provider
