@@ -10,7 +10,7 @@ plan instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +28,8 @@ from nsgsync.provider import Progress
 from nsgsync_gcp.config import GcpConfig
 from nsgsync_gcp.render import firewall_resource, marker, name_prefix, owner_of, range_sort_key
 
-# Writes of one phase in flight at once: compute runs them as operations in parallel, and
-# a phase is waited for in full before the next begins (adds before removals).
+# Writes in flight at once (the engine's batch): compute runs them as operations in
+# parallel, and a batch is waited for in full before the next begins.
 IN_FLIGHT = 16
 PAGE_SIZE = 500  # the most compute lists per page
 OPERATION_TIMEOUT = 300.0
@@ -135,11 +135,6 @@ def firewall_message(body: dict[str, Any]) -> compute_v1.Firewall:
 
 def _entry(kind: Callable[..., Any], entry: dict[str, Any]) -> Any:
     return kind(I_p_protocol=entry["IPProtocol"], ports=list(entry.get("ports", [])))
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 Write = tuple[str, Callable[[], ExtendedOperation | None]]
