@@ -224,7 +224,12 @@ def _direction_rules(
     out: list[Resource] = []
 
     def add(
-        name: str, peers: Sequence[str], protocol: str, ports: Sequence[str], **kw: Any
+        name: str,
+        peers: Sequence[str],
+        protocol: str,
+        ports: Sequence[str],
+        policies: Sequence[str] = (),
+        **kw: Any,
     ) -> None:
         mine, theirs = list(cidrs), list(peers)
         sources, destinations = (theirs, mine) if direction == INBOUND else (mine, theirs)
@@ -237,7 +242,7 @@ def _direction_rules(
             ports=ports,
             **kw,
         )
-        out.append(rule_resource(nsg, body, segment))
+        out.append(rule_resource(nsg, body, segment, sources=tuple(policies)))
 
     last = rule_name(segment, direction, FINAL_SUFFIX[1:])
     if not side.isolated:
@@ -281,6 +286,7 @@ def _direction_rules(
                 ports,
                 access="Allow",
                 text=text,
+                policies=sorted({p for r in rules for p in r.policies}),
             )
     add(
         last,
