@@ -23,6 +23,7 @@ make the model objects, mostly Topology validation, and is not part of the compi
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import resource
@@ -34,6 +35,7 @@ import tracemalloc
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nsgsync.cli.main import GC_THRESHOLDS
 from nsgsync.compile import compile_intent
 from nsgsync.model import ContainerPort, Inventory, NetworkPolicy, PodInfo, Protocol, Topology
 from nsgsync.sources.files import Document, parse_policy, topology_from_mapping
@@ -367,6 +369,8 @@ def _max_rss_mb() -> float:
 
 
 def measure(size: int, runs: int) -> Result:
+    # As the CLI runs the compile: with its collector thresholds (nsgsync.cli.main).
+    gc.set_threshold(*GC_THRESHOLDS)
     start = time.perf_counter()
     cluster = build_cluster(size)
     build_s = time.perf_counter() - start

@@ -1,49 +1,204 @@
-"""Plan and apply: the Intent through a provider, against the cloud, with guardrails."""
+"""Plan and apply: the Intent through an adapter, against the cloud, with guardrails.
+
+The engine owns the order of every apply, for every cloud (docs/providers.md):
+
+    create containers -> add allow rules -> change rules in place (widening first) ->
+    deny rules -> links -> remove rules -> unlink -> delete containers
+
+so that every connection allowed both before and after an apply is allowed at every
+moment of it. Each rule quota is checked at its transient peak (adds come before removes);
+where the peak would not fit, a removal and an addition become one in-place change
+(count-neutral) if the adapter can make one; otherwise the plan fails before any write.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
-from nsgsync.errors import GuardrailError, StalePlanError
+from nsgsync.errors import GuardrailError, LimitError, StalePlanError
 from nsgsync.intent import Finding, Intent
-from nsgsync.model import Topology
-from nsgsync.plan import Op, Plan, Resource, fingerprint
-from nsgsync.provider import Connection, Progress, Provider
+from nsgsync.plan import Change, Ident, Op, Plan, Resource, Role, fingerprint
+from nsgsync.provider import Adapter, Applied, Budget, Phase, Progress, Snapshot
+
+ORDER = (
+    Phase.ADD,
+    Phase.WIDEN,
+    Phase.NARROW,
+    Phase.DENY,
+    Phase.LINK,
+    Phase.REMOVE,
+    Phase.UNLINK,
+    Phase.DELETE,
+)
 
 
 @dataclass(frozen=True)
 class Planned:
     plan: Plan
     findings: tuple[Finding, ...]
-    actual: tuple[Resource, ...]
+    snapshot: Snapshot
+
+    @property
+    def actual(self) -> tuple[Resource, ...]:
+        return self.snapshot.resources
+
+
+def read(adapter: Adapter, session: object | None) -> Snapshot:
+    """The cloud as it is (an empty, offline snapshot without a session)."""
+    return Snapshot(offline=True) if session is None else adapter.read(session)
 
 
 def make_plan(
-    provider: Provider,
-    topology: Topology,
+    adapter: Adapter,
     intent: Intent,
     *,
-    connection: Connection | None,
+    session: object | None = None,
+    snapshot: Snapshot | None = None,
     notes: Sequence[str] = (),
+    destroy: bool = False,
 ) -> Planned:
-    """Desired from the Intent, actual from the cloud (none when offline), and the diff."""
-    provider.validate(topology)
-    desired, findings = provider.render(intent, topology)
-    provider.check_limits(desired, topology)
-    actual: list[Resource] = []
-    if connection is not None:
-        actual = list(connection.read())
-        desired = connection.bind(desired, actual)
+    """Desired from the Intent (nothing, to destroy), actual from the cloud, the diff, and
+    its schedule checked against every quota before anything is written."""
+    snap = snapshot if snapshot is not None else read(adapter, session)
+    desired: list[Resource] = []
+    findings: list[Finding] = []
+    if not destroy:
+        desired, findings = adapter.desired(intent, snap)
     plan = Plan.build(
-        provider=provider.name,
-        cluster=topology.cluster,
+        provider=adapter.name,
+        cluster=intent.cluster,
         desired=desired,
-        actual=actual,
-        offline=connection is None,
+        actual=snap.resources,
+        offline=snap.offline,
         notes=notes,
     )
-    return Planned(plan, tuple(findings), tuple(actual))
+    plan = replace(plan, basis=snap)
+    schedule(adapter, plan, snap)
+    return Planned(plan, tuple(findings), snap)
+
+
+# --- the schedule: which change runs in which phase ---
+
+
+@dataclass
+class Schedule:
+    creates: list[Change] = field(default_factory=list)
+    retags: list[Change] = field(default_factory=list)
+    phases: dict[Phase, list[Change]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, phase: Phase, change: Change) -> None:
+        self.phases[phase].append(change)
+
+
+def _phase(adapter: Adapter, c: Change) -> Phase:
+    res = c.resource
+    if res.role is Role.LINK:
+        return Phase.UNLINK if c.op is Op.DESTROY else Phase.LINK
+    if c.op is Op.DESTROY:
+        return Phase.REMOVE
+    if adapter.denies(res):
+        return Phase.DENY
+    if c.op is Op.ADD:
+        return Phase.ADD
+    assert c.old is not None and c.new is not None
+    return Phase.WIDEN if adapter.widens(c.old, c.new) else Phase.NARROW
+
+
+def schedule(adapter: Adapter, plan: Plan, snapshot: Snapshot) -> Schedule:
+    """Sort the plan's changes into phases, and fit every quota at its peak."""
+    out = Schedule()
+    leaving = {
+        c.resource.ident
+        for c in plan.changes
+        if c.resource.role is Role.CONTAINER and c.op is Op.DESTROY
+    }
+    for c in plan.changes:
+        res = c.resource
+        if res.role is Role.CONTAINER:
+            if c.op is Op.ADD:
+                out.creates.append(c)
+            elif c.op is Op.CHANGE:
+                out.retags.append(c)
+            else:
+                out.add(Phase.DELETE, c)
+        elif c.op is Op.DESTROY and res.container in leaving and adapter.cascades:
+            continue  # a rule goes with its container
+        else:
+            out.add(_phase(adapter, c), c)
+    _fit(adapter, out, snapshot)
+    return out
+
+
+def _fit(adapter: Adapter, out: Schedule, snapshot: Snapshot) -> None:
+    """Check each quota at its transient peak; pair removals with additions where needed."""
+    budgets: dict[tuple[str, ...], Budget] = {}
+    held: Counter[tuple[str, ...]] = Counter()
+    adds: dict[tuple[str, ...], list[Change]] = defaultdict(list)
+    removes: dict[tuple[str, ...], list[Change]] = defaultdict(list)
+
+    def scope(r: Resource) -> tuple[str, ...] | None:
+        b = adapter.budget(r, snapshot)
+        if b is None:
+            return None
+        budgets.setdefault(b.scope, b)
+        return b.scope
+
+    for r in snapshot.resources:
+        if r.role is Role.RULE and (s := scope(r)) is not None:
+            held[s] += 1
+    for phase in (Phase.ADD, Phase.DENY):
+        for c in out.phases.get(phase, []):
+            if c.op is Op.ADD and (s := scope(c.resource)) is not None:
+                adds[s].append(c)
+    for c in out.phases.get(Phase.REMOVE, []):
+        if (s := scope(c.resource)) is not None:
+            removes[s].append(c)
+    for s in sorted(adds):
+        b = budgets[s]
+        peak = held[s] + len(adds[s])
+        if peak <= b.limit:
+            continue
+        final = peak - len(removes[s])
+        need = peak - b.limit
+        if final > b.limit or not adapter.pairs or need > len(removes[s]):
+            raise _over(b, held[s], adds[s], len(removes[s]), final=final)
+        # Count-neutral: each pair replaces one rule by another in a single call.
+        pairs = list(zip(sorted(removes[s], key=lambda c: c.key), adds[s][:need], strict=False))
+        for old, new in pairs:
+            assert old.old is not None and new.new is not None
+            for phase in (Phase.ADD, Phase.DENY):
+                if new in out.phases.get(phase, []):
+                    out.phases[phase].remove(new)
+            out.phases[Phase.REMOVE].remove(old)
+            out.add(Phase.NARROW, Change(Op.CHANGE, new.key, old.old, new.new))
+
+
+def _over(b: Budget, held: int, adds: list[Change], removes: int, *, final: int) -> LimitError:
+    policies: Counter[str] = Counter()
+    for c in adds:
+        if c.new is not None:
+            policies.update(c.new.sources)
+    top = ", ".join(f"{p} ({n})" for p, n in policies.most_common(3)) or "none recorded"
+    peak = held + len(adds)
+    where = f"segment {b.segment}, {b.direction}: " if b.segment else ""
+    if final > b.limit:
+        what = f"would hold {final} rules"
+    else:
+        what = (
+            f"would hold {peak} rules at the peak of the apply ({held} now, {len(adds)} added "
+            f"before {removes} removed; {final} at the end)"
+        )
+    return LimitError(
+        f"{where}{b.what} {what}, over the limit of {b.limit}; the policies adding most: "
+        f"{top}; nothing was applied",
+        hint=b.hint
+        or "give the segments fewer, larger CIDRs, or raise the quota and the limit setting",
+    )
+
+
+# --- guardrails ---
 
 
 @dataclass(frozen=True)
@@ -71,18 +226,104 @@ def check_guardrails(
         )
 
 
+# --- apply ---
+
+
+def _chunks(items: Sequence[Change], size: int) -> Iterator[Sequence[Change]]:
+    for i in range(0, len(items), max(size, 1)):
+        yield items[i : i + size]
+
+
+def _batches(adapter: Adapter, phase: Phase, changes: Sequence[Change]) -> Iterator[list[Change]]:
+    """Changes of one container and side together (what one API call can take), chunked."""
+    groups: dict[tuple[str, str], list[Change]] = defaultdict(list)
+    for c in changes:
+        res = c.resource
+        groups[(str(res.container or ""), res.direction or "")].append(c)
+    for _, group in sorted(groups.items()):
+        for chunk in _chunks(sorted(group, key=lambda c: c.key), adapter.batch_size(phase)):
+            yield list(chunk)
+
+
 def apply_plan(
-    plan: Plan, connection: Connection, *, progress: Progress, saved: bool = False
+    adapter: Adapter,
+    plan: Plan | Planned,
+    session: object,
+    *,
+    progress: Progress,
+    snapshot: Snapshot | None = None,
+    saved: bool = False,
 ) -> None:
-    """Apply `plan`. A saved plan is refused if the cloud changed since it was made."""
-    if saved:
-        now = fingerprint(connection.read())
-        if plan.fingerprint is None or now != plan.fingerprint:
-            raise StalePlanError(
-                "the cloud changed since this plan was saved (or it was an offline plan); "
-                "nothing was applied"
-            )
+    """Apply `plan` (read against `snapshot`, the one the plan was made from, or a fresh
+    read). A saved plan is refused if the cloud changed since it was made."""
+    if isinstance(plan, Planned):
+        snapshot = snapshot or plan.snapshot
+        plan = plan.plan
+    if snapshot is None and isinstance(plan.basis, Snapshot) and not plan.basis.offline:
+        snapshot = plan.basis
+    if saved or snapshot is None:
+        snapshot = adapter.read(session)
+    if saved and (plan.fingerprint is None or fingerprint(snapshot.resources) != plan.fingerprint):
+        raise StalePlanError(
+            "the cloud changed since this plan was saved (or it was an offline plan); "
+            "nothing was applied"
+        )
     if plan.empty:
         progress("nothing to do: the cloud already matches")
         return
-    connection.apply(plan, progress=progress)
+    run(adapter, schedule(adapter, plan, snapshot), plan, session, snapshot, progress=progress)
+
+
+def run(
+    adapter: Adapter,
+    sched: Schedule,
+    plan: Plan,
+    session: object,
+    snapshot: Snapshot,
+    *,
+    progress: Progress,
+) -> None:
+    applied = Applied(
+        {r.ident: r.cloud_id for r in snapshot.resources if r.role is Role.CONTAINER and r.cloud_id}
+    )
+    phases = {p: list(cs) for p, cs in sched.phases.items()}
+    new_rules: dict[Ident, list[Change]] = defaultdict(list)
+    for phase in (Phase.ADD, Phase.DENY):
+        for c in phases.get(phase, []):
+            if c.op is Op.ADD and c.resource.container is not None:
+                new_rules[c.resource.container].append(c)
+    absorbed: set[Ident] = set()
+    implicit: list[Resource] = []
+    for c in sched.creates:
+        made = adapter.create(
+            session, c, new_rules.get(c.resource.ident, []), applied=applied, progress=progress
+        )
+        if made is not None:
+            applied.ids[made.ident] = made.cloud_id
+            absorbed |= made.absorbed
+            implicit += made.implicit
+    for c in sched.retags:
+        adapter.create(session, c, (), applied=applied, progress=progress)
+    if implicit:
+        _adopt(adapter, phases, implicit, plan)
+    for phase in ORDER:
+        todo = [c for c in phases.get(phase, []) if c.resource.ident not in absorbed]
+        for batch in _batches(adapter, phase, todo):
+            adapter.write(session, phase, batch, applied=applied, progress=progress)
+
+
+def _adopt(
+    adapter: Adapter, phases: dict[Phase, list[Change]], implicit: list[Resource], plan: Plan
+) -> None:
+    """Rules the cloud made with a container: kept (and changed) where desired, else removed
+    once the adds are in."""
+    want = {r.ident: r for r in plan.desired}
+    for r in implicit:
+        new = want.get(r.ident)
+        for phase in (Phase.ADD, Phase.DENY):
+            phases[phase] = [c for c in phases.get(phase, []) if c.resource.ident != r.ident]
+        if new is None:
+            phases.setdefault(Phase.REMOVE, []).append(Change(Op.DESTROY, r.key, r, None))
+        elif new.canonical(r.unreported) != r.canonical(r.unreported):
+            change = Change(Op.CHANGE, r.key, r, new)
+            phases.setdefault(_phase(adapter, change), []).append(change)

@@ -1,39 +1,173 @@
 """What a cloud adapter is, and how nsgsync finds one (entry-point group `nsgsync.providers`).
 
-Adapters live in providers/ and are the only code that imports a cloud SDK. The core
-hands them the Intent and gets resources back in the cloud API's own JSON shapes.
+Adapters live in providers/ and are the only code that imports a cloud SDK. The contract
+(docs/providers.md):
+
+- `Provider.configure(topology) -> Adapter` validates the provider's own topology block
+  once; the adapter it returns holds that configuration and nothing else.
+- `Adapter.read(session) -> Snapshot`: what nsgsync owns, under typed identities, and what
+  constrains it (names and priorities others hold, quotas).
+- `Adapter.desired(intent, snapshot) -> (resources, findings)`: pure.
+- Primitive writes, one per phase, each given one batch: the engine (nsgsync.engine)
+  decides the order and the batches, never the adapter.
+
+An adapter keeps no state between calls: what a later call needs travels in the Snapshot
+or in the `Applied` record the engine passes along.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from nsgsync.errors import ProviderError
+from pydantic import BaseModel, ValidationError
+
+from nsgsync.errors import ProviderError, TopologyError, did_you_mean, excerpt
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
-from nsgsync.plan import Plan, Resource
+from nsgsync.plan import Change, Ident, Resource
 
 GROUP = "nsgsync.providers"
+
+M = TypeVar("M", bound=BaseModel)
 
 Progress = Callable[[str], None]
 
 
+class Phase(StrEnum):
+    """The engine's phases, in the order it runs them (see nsgsync.engine)."""
+
+    CREATE = "create"  # new containers, then changes to existing containers
+    ADD = "add"  # new allow rules
+    WIDEN = "widen"  # in-place changes that only widen
+    NARROW = "narrow"  # other in-place changes, and removal/addition pairs
+    DENY = "deny"  # deny rules, new or changed, once the allows they make way for exist
+    LINK = "link"  # links (an NSG to its subnets), new or changed
+    REMOVE = "remove"  # stale rules
+    UNLINK = "unlink"  # stale links
+    DELETE = "delete"  # stale containers
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One quota that rules count against: a container's side, or a whole project.
+
+    `limit` is what nsgsync may hold there: the cloud's quota less what others hold.
+    """
+
+    scope: tuple[str, ...]
+    what: str  # for people: "the ingress rules of security group nsgsync-c-web"
+    limit: int
+    segment: str | None = None
+    direction: str | None = None
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What nsgsync owns in the cloud, read once, and what constrains it.
+
+    `constraints` is the adapter's own frozen record (names, priorities and quota shares
+    others hold); the core never looks inside it.
+    """
+
+    resources: tuple[Resource, ...] = ()
+    constraints: Any = None
+    offline: bool = False
+
+
+@dataclass
+class Applied:
+    """The cloud's ids of the containers, as the engine learns them during one apply."""
+
+    ids: dict[Ident, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Created:
+    """A container the cloud made: its id, the rules written with it (an NSG takes its
+    rules inline), and those the cloud added by itself (AWS's default egress rule)."""
+
+    ident: Ident
+    cloud_id: str
+    absorbed: frozenset[Ident] = frozenset()
+    implicit: tuple[Resource, ...] = ()
+
+
 @runtime_checkable
-class Connection(Protocol):
-    """A live session with one cloud account, scoped to what one cluster owns."""
+class Adapter(Protocol):
+    @property
+    def name(self) -> str: ...
 
-    def read(self) -> Sequence[Resource]:
-        """Every resource nsgsync owns for this cluster, in the same shapes as render's."""
+    @property
+    def cluster(self) -> str: ...
+
+    @property
+    def pairs(self) -> bool:
+        """Whether NARROW can replace a rule by another in one call (count-neutral)."""
         ...
 
-    def bind(self, desired: Sequence[Resource], actual: Sequence[Resource]) -> list[Resource]:
-        """Fill in references the cloud decides (group ids) from what already exists."""
+    @property
+    def cascades(self) -> bool:
+        """Whether deleting a container deletes its rules (they need no removal of their own)."""
         ...
 
-    def apply(self, plan: Plan, *, progress: Progress) -> None:
-        """Carry out the plan's changes: add before remove, batched, retried."""
+    def session(self, **clients: Any) -> Any:
+        """A live session; tests pass clients or transports in, the CLI lets the SDK find
+        them from the environment and the topology's endpoint settings."""
+        ...
+
+    def read(self, session: Any) -> Snapshot: ...
+
+    def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
+        """The resources that realise the Intent against this snapshot (pure), what
+        rendering widened; raises LimitError or ProviderError when they cannot exist."""
+        ...
+
+    def restore(
+        self, type_: str, key: str, body: Mapping[str, Any], segment: str | None
+    ) -> Resource:
+        """A resource as a saved plan wrote it, typed again."""
+        ...
+
+    def budget(self, resource: Resource, snapshot: Snapshot) -> Budget | None:
+        """The quota a rule counts against, or None."""
+        ...
+
+    def denies(self, resource: Resource) -> bool: ...
+
+    def widens(self, old: Resource, new: Resource) -> bool:
+        """Whether `new` lets through at least what `old` did (same identity)."""
+        ...
+
+    def batch_size(self, phase: Phase) -> int: ...
+
+    def create(
+        self,
+        session: Any,
+        change: Change,
+        rules: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> Created | None:
+        """Create a container (ADD; `rules` are its new rules) or change one in place
+        (CHANGE; returns None)."""
+        ...
+
+    def write(
+        self,
+        session: Any,
+        phase: Phase,
+        batch: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> None:
+        """One batch of one phase, in as few calls as the API allows."""
         ...
 
 
@@ -41,35 +175,52 @@ class Connection(Protocol):
 class Provider(Protocol):
     name: str
 
-    def validate(self, topology: Topology) -> None:
-        """Check the topology's block for this provider; raise TopologyError if wrong."""
-        ...
-
-    def render(self, intent: Intent, topology: Topology) -> tuple[list[Resource], list[Finding]]:
-        """The resources that realise the Intent (pure), and what rendering widened."""
-        ...
-
-    def check_limits(self, desired: Sequence[Resource], topology: Topology) -> None:
-        """Raise LimitError when the desired resources do not fit the cloud's quotas."""
-        ...
-
-    def connect(self, topology: Topology, **clients: Any) -> Connection:
-        """A session; tests pass clients or transports in, the CLI lets the SDK find them."""
+    def configure(self, topology: Topology, *, source: str | None = None) -> Adapter:
+        """Validate this provider's topology block (and the segments' settings for it)
+        once; TopologyError names `source` (the topology file) and the key."""
         ...
 
 
 @runtime_checkable
 class Attaching(Protocol):
-    """A provider whose resources reach pods through Kubernetes objects (AWS: SGPs)."""
+    """An adapter whose resources reach pods through Kubernetes objects (AWS: SGPs)."""
 
     def attachments(
         self,
-        topology: Topology,
         namespaces: Mapping[str, Mapping[str, str]],
-        actual: Sequence[Resource],
+        snapshot: Snapshot,
     ) -> tuple[list[dict[str, Any]], list[Finding]]:
         """The Kubernetes manifests that attach the cloud resources to the pods."""
         ...
+
+
+def settings(
+    model: type[M],
+    block: Mapping[str, Any] | None,
+    *,
+    topology: Topology,
+    field: str,
+    source: str | None = None,
+) -> M:
+    """`block` validated as `model`, once; a TopologyError names the file and the key
+    (`aws.vpcID`), and suggests the key meant where one is unknown."""
+    try:
+        return model.model_validate(dict(block or {}))
+    except ValidationError as exc:
+        # A misspelt key is also a missing one: name the misspelling, which says both.
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        loc = [str(p) for p in err["loc"]]
+        message = str(err["msg"])
+        if err["type"] == "extra_forbidden" and loc:
+            keys = [f.alias or name for name, f in model.model_fields.items()]
+            message = f"unknown key {excerpt(loc[-1])}{did_you_mean(loc[-1], keys)}"
+        raise TopologyError(
+            message,
+            file=source,
+            obj=f"Topology {topology.cluster}",
+            field=".".join([field, *loc]),
+        ) from exc
 
 
 def installed() -> list[str]:
@@ -90,7 +241,29 @@ def load_provider(name: str) -> Provider:
         raise ProviderError(
             f"provider {name!r} is registered but cannot be imported: {exc}",
             hint=f"install its SDK with: pip install 'nsgsync[{name}]'",
-        ) from None
+        ) from exc
     if not isinstance(provider, Provider):
         raise ProviderError(f"entry point {name!r} in {GROUP} is not a provider")
     return provider
+
+
+def configure(topology: Topology, *, source: str | None = None) -> Adapter:
+    """The adapter for the topology's provider, configured from its block."""
+    return load_provider(topology.provider).configure(topology, source=source)
+
+
+__all__ = [
+    "Adapter",
+    "Applied",
+    "Attaching",
+    "Budget",
+    "Created",
+    "Phase",
+    "Progress",
+    "Provider",
+    "Snapshot",
+    "configure",
+    "installed",
+    "load_provider",
+    "settings",
+]

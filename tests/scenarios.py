@@ -238,7 +238,7 @@ def scenarios(draw: st.DrawFn, *, catch_all: bool | None = None, max_pods: int =
                 name=f"pod{i}",
                 labels=pod_labels,
                 ports=tuple(
-                    {"name": n, "port": p, "protocol": proto}  # type: ignore[misc]
+                    {"name": n, "port": p, "protocol": proto}
                     for n, p, proto in draw(CONTAINER_PORTS)
                 ),
             )

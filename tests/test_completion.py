@@ -51,6 +51,7 @@ def test_bash_accepts_the_script_and_completes_verbs_flags_and_choices(
         "explain",
         "plan",
         "apply",
+        "destroy",
         "export",
         "graph",
         "run",

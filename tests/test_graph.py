@@ -338,7 +338,7 @@ def test_a_1000_policy_cluster_as_json(
 
 def test_a_4000_segment_page_loads_collapsed(tmp_path: Path) -> None:
     namespaces, per = 400, 10
-    segments = []
+    segments: list[dict[str, Any]] = []
     for n in range(namespaces):
         for s in range(per):
             k = n * per + s

@@ -15,7 +15,7 @@ import yaml
 
 from nsgsync.cli.main import main
 from nsgsync.intent import Finding, Severity
-from nsgsync.plan import Plan, Resource
+from nsgsync.plan import Ident, Plan, Resource
 from nsgsync.plan.markdown import render_markdown
 from tests.generated import write_cluster
 
@@ -83,9 +83,11 @@ def test_markdown_of_a_1000_policy_cluster_fits_a_github_comment(
 
 
 def test_markdown_shows_changes_and_destroys() -> None:
-    old = Resource("rule", "r/1", {"Port": 80, "Note": "a"}, segment="web", cloud_id="id-1")
-    new = Resource("rule", "r/1", {"Port": 8080, "Note": "a"}, segment="web")
-    gone = Resource("rule", "r/2", {"Port": 22}, segment="web", cloud_id="id-2")
+    old = Resource(
+        "rule", Ident("r", ("1",)), {"Port": 80, "Note": "a"}, segment="web", cloud_id="id-1"
+    )
+    new = Resource("rule", Ident("r", ("1",)), {"Port": 8080, "Note": "a"}, segment="web")
+    gone = Resource("rule", Ident("r", ("2",)), {"Port": 22}, segment="web", cloud_id="id-2")
     p = Plan.build(provider="aws", cluster="c", desired=[new], actual=[old, gone])
     warn = Finding(severity=Severity.WARNING, code="peer-widened", message="m|x", segment="web")
     out = render_markdown(p, [warn])
@@ -94,7 +96,7 @@ def test_markdown_shows_changes_and_destroys() -> None:
     assert '~ rule "r/1" [id-1]\n-     Port = 80\n+     Port = 8080\n' in out
     assert '- rule "r/2" [id-2]\n-     Port = 22' in out
     assert "| warning | `peer-widened` | web |  | m\\|x |" in out  # a pipe cannot break the table
-    fenced = Resource("rule", "r/3", {"Note": "``` and ````"}, segment="db")
+    fenced = Resource("rule", Ident("r", ("3",)), {"Note": "``` and ````"}, segment="db")
     out = render_markdown(Plan.build(provider="aws", cluster="c", desired=[fenced], actual=[]))
     assert "`````diff\n" in out  # a fence longer than any run of backticks inside
 

@@ -7,7 +7,9 @@ NetworkPolicies alone deny; compiling without them could block live traffic.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -45,7 +47,7 @@ ISTIO = {
 }
 
 
-def folder(tmp_path: Path, *extra: dict[str, object]) -> str:
+def folder(tmp_path: Path, *extra: Mapping[str, Any]) -> str:
     out = tmp_path / "manifests"
     out.mkdir()
     for src in (CASE / "manifests").iterdir():

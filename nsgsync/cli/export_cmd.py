@@ -25,7 +25,7 @@ from nsgsync.intent import API_VERSION, Finding, Intent, Severity
 from nsgsync.jsontext import pretty
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Op, Resource
-from nsgsync.provider import Attaching, Connection, Provider, load_provider
+from nsgsync.provider import Adapter, Attaching, Snapshot, configure
 from nsgsync.terraform import (
     DEFAULT_OPTIONS,
     ExportOptions,
@@ -163,22 +163,21 @@ class TerraformExport:
 
 
 def export_terraform(
-    provider: Provider,
+    adapter: Adapter,
     renderer: TerraformRenderer,
     topology: Topology,
     intent: Intent,
     *,
-    connection: Connection | None = None,
+    session: object | None = None,
     options: ExportOptions = DEFAULT_OPTIONS,
 ) -> TerraformExport:
-    """The Terraform files for `intent`; with a connection, import blocks for what exists."""
-    # The plan validates, renders, checks quotas and, online, reads what nsgsync owns.
-    planned = make_plan(provider, topology, intent, connection=connection)
-    # Rendered again, unbound: a peer that is one of nsgsync's groups stays a reference
-    # that Terraform resolves, not the id the cloud gave it.
-    desired, _ = provider.render(intent, topology)
+    """The Terraform files for `intent`; with a session, import blocks for what exists."""
+    # The plan renders once, checks quotas and, online, reads what nsgsync owns; a peer
+    # that is one of nsgsync's groups stays a reference that Terraform resolves.
+    planned = make_plan(adapter, intent, session=session)
+    desired = list(planned.plan.desired)
     existing: dict[str, Resource] | None = None
-    if connection is not None:
+    if session is not None:
         existing = {}
         for r in planned.actual:
             existing.setdefault(r.key, r)
@@ -193,22 +192,21 @@ def export_terraform(
         addresses=renderer.addresses(desired, topology),
         desired=tuple(sorted(desired, key=lambda r: r.key)),
         imports=imports,
-        changes=planned.plan.changes if connection is not None else (),
+        changes=planned.plan.changes if session is not None else (),
         findings=(*intent.findings, *planned.findings),
     )
 
 
 def export_json(
-    provider: Provider,
-    topology: Topology,
+    adapter: Adapter,
     intent: Intent,
     *,
-    connection: Connection | None = None,
+    session: object | None = None,
 ) -> dict[str, Any]:
     """The desired resources, as the Plan JSON's `desired` list; with a connection, also
     `existing`: Resource.key to the cloud's id, for each desired resource that exists."""
     # Offline: peers stay placeholders the modules resolve, whatever exists in the cloud.
-    plan = make_plan(provider, topology, intent, connection=None).plan
+    plan = make_plan(adapter, intent).plan
     doc: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "Desired",
@@ -216,9 +214,9 @@ def export_json(
         "cluster": plan.cluster,
         "desired": plan.to_dict()["desired"],
     }
-    if connection is not None:
+    if session is not None:
         have: dict[str, str] = {}
-        for r in connection.read():
+        for r in adapter.read(session).resources:
             if r.cloud_id:
                 have.setdefault(r.key, r.cloud_id)
         doc["existing"] = {r.key: have[r.key] for r in plan.desired if r.key in have}
@@ -238,18 +236,18 @@ def _some(keys: Sequence[str], n: int = 5) -> str:
 def run_terraform(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)
     topology = inputs.topology
-    provider = load_provider(topology.provider)
+    adapter = configure(topology, source=args.topology)
     renderer = load_renderer(topology.provider)
-    connection = None
+    session = None
     if args.import_existing:
-        connection = provider.connect(topology)
+        session = adapter.session()
         progress(f"reading what nsgsync owns for cluster {topology.cluster} ...")
     result = export_terraform(
-        provider,
+        adapter,
         renderer,
         topology,
         inputs.intent,
-        connection=connection,
+        session=session,
         options=ExportOptions(provider_block=args.provider_block),
     )
     _warn(result.findings)
@@ -262,7 +260,7 @@ def run_terraform(args: argparse.Namespace) -> int:
         f"{len(written.written)} written, {len(written.unchanged)} unchanged, "
         f"{len(written.removed)} removed"
     )
-    if connection is not None:
+    if session is not None:
         _report_existing(result)
     return 0
 
@@ -290,12 +288,12 @@ def _report_existing(result: TerraformExport) -> None:
 
 def run_json(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)
-    provider = load_provider(inputs.topology.provider)
-    connection = None
+    adapter = configure(inputs.topology, source=args.topology)
+    session = None
     if args.import_existing:
-        connection = provider.connect(inputs.topology)
+        session = adapter.session()
         progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
-    doc = export_json(provider, inputs.topology, inputs.intent, connection=connection)
+    doc = export_json(adapter, inputs.intent, session=session)
     _warn(inputs.intent.findings)
     if "existing" in doc:
         progress(f"{len(doc['existing'])} of the resources exist already (`existing`)")
@@ -313,13 +311,12 @@ def run_json(args: argparse.Namespace) -> int:
 
 def run_attachments(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)
-    provider = load_provider(inputs.topology.provider)
-    if not isinstance(provider, Attaching):
-        progress(f"provider {provider.name} attaches without Kubernetes objects; none to print")
+    adapter = configure(inputs.topology, source=args.topology)
+    if not isinstance(adapter, Attaching):
+        progress(f"provider {adapter.name} attaches without Kubernetes objects; none to print")
         return 0
-    provider.validate(inputs.topology)
-    actual = () if args.offline else provider.connect(inputs.topology).read()
-    docs, findings = provider.attachments(inputs.topology, inputs.inventory.namespaces, actual)
+    snapshot = Snapshot(offline=True) if args.offline else adapter.read(adapter.session())
+    docs, findings = adapter.attachments(inputs.inventory.namespaces, snapshot)
     for f in findings:
         progress(f"warning {f.code}: {f.message}")
     print(yaml.safe_dump_all(docs, sort_keys=False), end="")

@@ -14,10 +14,9 @@ from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError, excerpt
 from nsgsync.intent import Severity
-from nsgsync.model import Topology
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
-from nsgsync.provider import Attaching, Connection, Provider, load_provider
+from nsgsync.provider import Adapter, Attaching, Snapshot, configure
 from nsgsync.sources import apply_objects, cluster_client, load_topology
 
 PLAN_EXAMPLES = """\
@@ -124,11 +123,11 @@ def run_plan(args: argparse.Namespace) -> int:
             "(use -o json to keep an offline plan for review)",
         )
     inputs = read_inputs(args)
-    provider = load_provider(inputs.topology.provider)
-    connection = None if args.offline else provider.connect(inputs.topology)
+    adapter = configure(inputs.topology, source=args.topology)
+    session = None if args.offline else adapter.session()
     if not args.offline:
         progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
-    planned = make_plan(provider, inputs.topology, inputs.intent, connection=connection)
+    planned = make_plan(adapter, inputs.intent, session=session)
     plan = planned.plan
     if args.save_plan:
         _save(plan, Path(args.save_plan))
@@ -189,10 +188,10 @@ def run_apply(args: argparse.Namespace) -> int:
     if args.plan_file:
         return _apply_saved(args)
     inputs = read_inputs(args)
-    provider = load_provider(inputs.topology.provider)
-    connection = provider.connect(inputs.topology)
+    adapter = configure(inputs.topology, source=args.topology)
+    session = adapter.session()
     progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
-    planned = make_plan(provider, inputs.topology, inputs.intent, connection=connection)
+    planned = make_plan(adapter, inputs.intent, session=session)
     plan = planned.plan
     check_guardrails(
         plan,
@@ -200,43 +199,58 @@ def run_apply(args: argparse.Namespace) -> int:
         policy_count=len(inputs.inventory.policies),
         owned_count=len(planned.actual),
     )
-    code = _review_and_apply(plan, connection, auto_approve=args.auto_approve)
+    code = _review_and_apply(
+        plan, adapter, session, snapshot=planned.snapshot, auto_approve=args.auto_approve
+    )
     if code == 0 and args.apply_attachments:
-        _attach(args, provider, inputs.topology, inputs.inventory.namespaces, connection)
+        _attach(args, adapter, inputs.inventory.namespaces, session)
     return code
 
 
 def _review_and_apply(
-    plan: Plan, connection: Connection, *, auto_approve: bool, saved: bool = False
+    plan: Plan,
+    adapter: Adapter,
+    session: object,
+    *,
+    auto_approve: bool,
+    snapshot: Snapshot | None = None,
+    saved: bool = False,
+    verb: str = "Apply",
+    show: bool = True,
 ) -> int:
     """Print the plan, ask (unless auto-approved), apply, and say what was done."""
-    print(render_plan(plan), end="")
+    if show:
+        print(render_plan(plan), end="")
     if plan.empty:
         return 0
     if not _confirm(auto_approve):
-        print("Apply cancelled; nothing was changed.")
+        print(f"{verb} cancelled; nothing was changed.")
         return 1
-    apply_plan(plan, connection, progress=progress, saved=saved)
+    apply_plan(adapter, plan, session, progress=progress, snapshot=snapshot, saved=saved)
     s = plan.summary()
-    print(
-        f"Apply complete! Resources: {s['add']} added, {s['change']} changed, "
+    done = (
+        f"{verb} complete! Resources: {s['add']} added, {s['change']} changed, "
         f"{s['destroy']} destroyed."
     )
+    # With the plan as JSON on stdout, the summary goes with the progress lines.
+    if show:
+        print(done)
+    else:
+        progress(done)
     return 0
 
 
 def _attach(
     args: argparse.Namespace,
-    provider: Provider,
-    topology: Topology,
+    adapter: Adapter,
     namespaces: Mapping[str, Mapping[str, str]],
-    connection: Connection,
+    session: object,
 ) -> None:
     """Apply the objects that attach the cloud resources to pods (after the cloud side)."""
-    if not isinstance(provider, Attaching):
-        progress(f"provider {provider.name} attaches without Kubernetes objects; nothing to do")
+    if not isinstance(adapter, Attaching):
+        progress(f"provider {adapter.name} attaches without Kubernetes objects; nothing to do")
         return
-    docs, findings = provider.attachments(topology, namespaces, connection.read())
+    docs, findings = adapter.attachments(namespaces, adapter.read(session))
     for f in findings:
         progress(f"warning {f.code}: {f.message}")
     client = cluster_client(args.kubeconfig, args.context)
@@ -246,9 +260,19 @@ def _attach(
 
 def _apply_saved(args: argparse.Namespace) -> int:
     path = Path(args.plan_file)
+    topology = load_topology(args.topology)
+    adapter = configure(topology, source=args.topology)
     try:
-        plan = plan_from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        plan = plan_from_dict(json.loads(path.read_text()), adapter.restore)
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        AssertionError,
+        RecursionError,
+    ) as exc:
         raise InputError(f"not a saved nsgsync plan: {excerpt(str(exc))}", file=str(path)) from exc
     if plan.offline:
         # Before connecting: an offline plan never says what to change in the real cloud.
@@ -258,19 +282,17 @@ def _apply_saved(args: argparse.Namespace) -> int:
             hint="save a plan without --offline (`nsgsync plan --save-plan FILE`), review it, "
             "then apply that; nothing was applied",
         )
-    topology = load_topology(args.topology)
     if plan.cluster != topology.cluster or plan.provider != topology.provider:
         raise InputError(
             f"the plan is for {plan.provider}/{plan.cluster}, the topology for "
             f"{topology.provider}/{topology.cluster}",
             file=str(path),
         )
-    provider = load_provider(topology.provider)
-    connection = provider.connect(topology)
+    session = adapter.session()
     check_guardrails(
         plan,
         guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
         policy_count=1,
         owned_count=0,
     )
-    return _review_and_apply(plan, connection, auto_approve=args.auto_approve, saved=True)
+    return _review_and_apply(plan, adapter, session, auto_approve=args.auto_approve, saved=True)

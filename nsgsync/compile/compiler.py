@@ -7,10 +7,8 @@ and a finding says where and why.
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -984,24 +982,6 @@ def compile_intent(
     topology: Topology, inventory: Inventory, *, options: CompileOptions | None = None
 ) -> Intent:
     """Policies, namespaces, pods and topology in; the Intent and its findings out."""
-    with _gc_paused():
-        return _Compiler(topology, inventory, options or CompileOptions()).run()
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while compiling.
-
-    A large cluster's compile allocates millions of small objects that survive it (caches,
-    rules, findings) on top of an input of as many, and each full collection walks all of
-    them: at 10,000 policies that was half the compile time. The compile makes no
-    reference cycles worth collecting midway; whatever it leaves is collected afterwards.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+    # No garbage-collector switch here: a library call must not change the process's
+    # collector. The CLI tunes it for its own process (nsgsync.cli.main, docs/benchmarks.md).
+    return _Compiler(topology, inventory, options or CompileOptions()).run()

@@ -263,8 +263,8 @@ class Controller:
 
     def _connection(self, topology: Topology) -> tuple[Any, Any]:
         if self._session is None or self._session[0] != topology:
-            provider, connection = connect(topology)
-            self._session = (topology, provider, connection)
+            adapter, session = connect(topology, source=str(self.options.topology))
+            self._session = (topology, adapter, session)
         return self._session[1], self._session[2]
 
     def _reconcile(self, cause: str) -> None:
@@ -277,7 +277,7 @@ class Controller:
         try:
             topology = load_topology(opts.topology)
             inventory = self.cache.inventory()
-            provider, connection = self._connection(topology)
+            adapter, session = self._connection(topology)
             attacher = (
                 ClusterAttacher(self._api_client, topology.cluster)
                 if opts.apply_attachments
@@ -286,8 +286,8 @@ class Controller:
             outcome = reconcile_once(
                 topology,
                 inventory,
-                provider=provider,
-                connection=connection,
+                adapter=adapter,
+                session=session,
                 guardrails=Guardrails(
                     max_deletions=opts.max_deletions, allow_empty=opts.allow_empty
                 ),

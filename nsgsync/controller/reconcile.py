@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nsgsync.compile import CompileOptions, compile_intent
-from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
+from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan, read
 from nsgsync.errors import NsgsyncError
 from nsgsync.intent import Finding
 from nsgsync.model import Inventory, Topology
-from nsgsync.provider import Attaching, Connection, Provider, load_provider
+from nsgsync.provider import Adapter, Attaching, configure
 
 __all__ = [
     "Abandoned",
@@ -73,18 +73,18 @@ class Outcome:
     notes: tuple[str, ...] = field(default=())
 
 
-def connect(topology: Topology) -> tuple[Provider, Connection]:
-    """The topology's provider and a session with its cloud (credentials as the SDK finds)."""
-    provider = load_provider(topology.provider)
-    return provider, provider.connect(topology)
+def connect(topology: Topology, *, source: str | None = None) -> tuple[Adapter, Any]:
+    """The topology's adapter and a session with its cloud (credentials as the SDK finds)."""
+    adapter = configure(topology, source=source)
+    return adapter, adapter.session()
 
 
 def reconcile_once(
     topology: Topology,
     inventory: Inventory,
     *,
-    provider: Provider,
-    connection: Connection,
+    adapter: Adapter,
+    session: Any,
     guardrails: Guardrails,
     progress: Callable[[str], None],
     compile_options: CompileOptions | None = None,
@@ -92,7 +92,7 @@ def reconcile_once(
     proceed: Callable[[], bool] = lambda: True,
 ) -> Outcome:
     intent = compile_intent(topology, inventory, options=compile_options)
-    planned = make_plan(provider, topology, intent, connection=connection)
+    planned = make_plan(adapter, intent, session=session)
     plan = planned.plan
     check_guardrails(
         plan,
@@ -101,7 +101,7 @@ def reconcile_once(
         owned_count=len(planned.actual),
     )
     findings = [*intent.findings, *planned.findings]
-    attaching = provider if attacher is not None and isinstance(provider, Attaching) else None
+    attaching = adapter if attacher is not None and isinstance(adapter, Attaching) else None
 
     def checked(message: str) -> None:
         if not proceed():
@@ -109,17 +109,17 @@ def reconcile_once(
         progress(message)
 
     if attaching is not None and attacher is not None:
-        wanted, _ = attaching.attachments(topology, inventory.namespaces, planned.actual)
+        wanted, _ = attaching.attachments(inventory.namespaces, planned.snapshot)
         if not proceed():
             raise Abandoned("reconcile abandoned before its first write")
         attacher.prune({(d["metadata"]["namespace"], d["metadata"]["name"]) for d in wanted})
     if not plan.empty:
         if not proceed():
             raise Abandoned("reconcile abandoned before its first write")
-        apply_plan(plan, connection, progress=checked)
+        apply_plan(adapter, planned, session, progress=checked)
     if attaching is not None and attacher is not None:
-        actual = planned.actual if plan.empty else tuple(connection.read())
-        docs, attach_findings = attaching.attachments(topology, inventory.namespaces, actual)
+        snapshot = planned.snapshot if plan.empty else read(adapter, session)
+        docs, attach_findings = attaching.attachments(inventory.namespaces, snapshot)
         findings.extend(attach_findings)
         if not proceed():
             raise Abandoned("reconcile abandoned before applying the attachments")

@@ -10,11 +10,13 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from nsgsync.errors import excerpt
+from nsgsync.errors import did_you_mean, excerpt
 from nsgsync.model.k8s import EVERYTHING, LabelSelector
 from nsgsync.net import AddressSet
 
@@ -23,6 +25,41 @@ _NODES_APART = (
     "every isolated segment allows the nodes, so pods at those addresses would reach them "
     "all; list only the nodes' own ranges in nodeCIDRs and only pod ranges in podCIDRs"
 )
+_OPAQUE = ConfigDict(
+    frozen=True,
+    extra="allow",
+    populate_by_name=True,
+    json_schema_extra={"additionalProperties": False},
+)
+
+
+def _providers() -> set[str]:
+    # The names installed adapters register (docs/providers.md); read from package metadata,
+    # so the model names no cloud and imports no adapter.
+    return {ep.name for ep in entry_points(group="nsgsync.providers")}
+
+
+def _provider_blocks(data: Any, model: type[BaseModel]) -> Any:
+    """Keys that are no field must name an installed provider and hold a mapping."""
+    if not isinstance(data, Mapping):
+        return data
+    spelled = {f.alias or n for n, f in model.model_fields.items()}  # as files spell them
+    known = spelled | set(model.model_fields)
+    providers = _providers() | ({str(data.get("provider"))} if "provider" in data else set())
+    for key, value in data.items():
+        if key in known:
+            continue
+        if key not in providers:
+            # Reported as an unknown field at its own place (segments[0].podSelecter), with
+            # the closest key, as readers of manifests report theirs.
+            raise PydanticCustomError(
+                "unknown_key",
+                "unknown key {key}{hint}",
+                {"key": str(key), "hint": did_you_mean(str(key), sorted(spelled | providers))},
+            )
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"{key}: a provider block must be a mapping, not {excerpt(value)}")
+    return data
 
 
 def _cidr_list(values: list[str]) -> list[str]:
@@ -39,16 +76,16 @@ def _cidr_list(values: list[str]) -> list[str]:
 
 
 class Segment(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # Keys beyond the fields are provider blocks, kept opaque: the adapter validates its own.
+    model_config = _OPAQUE
 
     name: str
     namespace: str | None = None
     namespace_selector: LabelSelector | None = Field(default=None, alias="namespaceSelector")
     pod_selector: LabelSelector = Field(default=EVERYTHING, alias="podSelector")
     cidrs: list[str]
-    aws: dict[str, Any] | None = None
-    azure: dict[str, Any] | None = None
-    gcp: dict[str, Any] | None = None
+
+    _blocks = model_validator(mode="before")(lambda data: _provider_blocks(data, Segment))
 
     @field_validator("name")
     @classmethod
@@ -84,12 +121,11 @@ class Segment(BaseModel):
         return self.namespace_selector.matches(namespace_labels)
 
     def provider_settings(self, provider: str) -> dict[str, Any]:
-        value = getattr(self, provider, None) if provider in ("aws", "azure", "gcp") else None
-        return dict(value or {})
+        return dict((self.model_extra or {}).get(provider) or {})
 
 
 class Topology(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = _OPAQUE
 
     api_version: Literal["nsgsync.io/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["Topology"]
@@ -98,9 +134,8 @@ class Topology(BaseModel):
     pod_cidrs: list[str] = Field(alias="podCIDRs")
     node_cidrs: list[str] = Field(default_factory=list, alias="nodeCIDRs")
     segments: list[Segment]
-    aws: dict[str, Any] | None = None
-    azure: dict[str, Any] | None = None
-    gcp: dict[str, Any] | None = None
+
+    _blocks = model_validator(mode="before")(lambda data: _provider_blocks(data, Topology))
 
     @field_validator("cluster")
     @classmethod
@@ -217,6 +252,4 @@ class Topology(BaseModel):
         raise KeyError(name)
 
     def provider_block(self, provider: str | None = None) -> dict[str, Any]:
-        name = provider or self.provider
-        value = getattr(self, name, None) if name in ("aws", "azure", "gcp") else None
-        return dict(value or {})
+        return dict((self.model_extra or {}).get(provider or self.provider) or {})

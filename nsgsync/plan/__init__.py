@@ -5,6 +5,30 @@ Printing, applying and Terraform export all consume the same plan.
 
 from __future__ import annotations
 
-from nsgsync.plan.model import Change, Op, Plan, Resource, diff, fingerprint, plan_from_dict
+from nsgsync.plan.model import (
+    Body,
+    Change,
+    Ident,
+    Op,
+    Plan,
+    Resource,
+    Restore,
+    Role,
+    diff,
+    fingerprint,
+    plan_from_dict,
+)
 
-__all__ = ["Change", "Op", "Plan", "Resource", "diff", "fingerprint", "plan_from_dict"]
+__all__ = [
+    "Body",
+    "Change",
+    "Ident",
+    "Op",
+    "Plan",
+    "Resource",
+    "Restore",
+    "Role",
+    "diff",
+    "fingerprint",
+    "plan_from_dict",
+]

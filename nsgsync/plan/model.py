@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -19,26 +19,136 @@ class Op(StrEnum):
     DESTROY = "destroy"
 
 
+class Role(StrEnum):
+    """What a resource is to the engine, which orders writes by it.
+
+    A container (security group, NSG) holds rules and must exist before them; a rule allows
+    traffic; a link (an NSG's association with a subnet) puts a container in force.
+    """
+
+    CONTAINER = "container"
+    RULE = "rule"
+    LINK = "link"
+
+
+@dataclass(frozen=True, order=True)
+class Ident:
+    """A resource's typed identity: a kind and the parts that name it, never re-parsed.
+
+    Its text form (`kind/part/part`) is the plan JSON's `key`; parts may themselves hold a
+    slash (a CIDR), which is why code reads `parts`, not the text.
+    """
+
+    kind: str
+    parts: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return "/".join((self.kind, *self.parts)) if self.kind else "/".join(self.parts)
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Body):
+        return value._data
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _canonical(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+class Body(Mapping[str, Any]):
+    """A resource body: read-only and hashable, compared by its canonical JSON.
+
+    Values are handed out as parsed JSON; a caller that wants to change one copies it
+    (`dict(body)`), so a Resource's identity and equality never move.
+    """
+
+    __slots__ = ("_data", "_text")
+    _data: dict[str, Any]
+    _text: str
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        if isinstance(data, Body):
+            self._text, self._data = data._text, data._data
+            return
+        self._text = _canonical(data)
+        # A copy in the caller's key order (plans print it), with tuples as JSON lists.
+        self._data = json.loads(json.dumps(data, default=_plain))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(self._text)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Body):
+            return self._text == other._text
+        if isinstance(other, Mapping):
+            return bool(self._data == dict(other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Body({self._text})"
+
+    @property
+    def canonical(self) -> str:
+        return self._text
+
+
 @dataclass(frozen=True)
 class Resource:
-    """One cloud resource: its type, a stable key, and its body in the cloud API's shape.
+    """One cloud resource: its type, a typed identity, and its body in the cloud API's shape.
 
     `cloud_id` is the cloud's own id of an existing resource (sg-..., a resource id, a
-    self link); it is not part of identity and not compared.
+    self link); it is not part of identity and not compared. `container` is the identity of
+    the container a rule lives in, and `direction` ("ingress"/"egress") the side of it
+    whose quota the rule counts against: the engine orders writes and checks every moment
+    of an apply against the adapter's limits by them.
     """
 
     type: str
-    key: str
+    ident: Ident
     body: Mapping[str, Any]
     segment: str | None = None
     cloud_id: str | None = None
     # Fields the cloud did not report for this resource: not compared (e.g. a description
     # an API drops), so that they cannot make a plan that never converges.
     unreported: frozenset[str] = frozenset()
+    role: Role = Role.RULE
+    container: Ident | None = None
+    direction: str | None = None
+    # The policies a rule realises (for messages that name them); not compared.
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.body, Body):
+            object.__setattr__(self, "body", Body(self.body))
+
+    @property
+    def key(self) -> str:
+        return str(self.ident)
 
     def canonical(self, skip: frozenset[str] = frozenset()) -> str:
-        body = {k: v for k, v in self.body.items() if k not in skip}
-        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+        if not skip and isinstance(self.body, Body):
+            return self.body.canonical
+        return _canonical({k: v for k, v in self.body.items() if k not in skip})
+
+    def with_body(self, body: Mapping[str, Any]) -> Resource:
+        return replace(self, body=Body(body))
+
+    def with_id(self, cloud_id: str | None) -> Resource:
+        return replace(self, cloud_id=cloud_id)
 
 
 class Change(NamedTuple):
@@ -61,19 +171,20 @@ def _differ(old: Resource, new: Resource) -> bool:
 
 def diff(desired: Iterable[Resource], actual: Iterable[Resource]) -> tuple[Change, ...]:
     """Changes that turn `actual` into `desired`, sorted by key (adds, changes, destroys)."""
-    want = {r.key: r for r in desired}
-    have: dict[str, Resource] = {}
+    want = {r.ident: r for r in desired}
+    have: dict[Ident, Resource] = {}
     duplicates: list[Resource] = []
     for r in actual:
-        # Two actual resources under one key (a duplicate made by hand): keep the first,
-        # destroy the others, so the cloud converges on one.
-        if r.key in have:
+        # Two actual resources under one identity (a duplicate made by hand): keep the
+        # first, destroy the others, so the cloud converges on one.
+        if r.ident in have:
             duplicates.append(r)
         else:
-            have[r.key] = r
+            have[r.ident] = r
     changes: list[Change] = []
-    for key in sorted(want.keys() | have.keys()):
-        new, old = want.get(key), have.get(key)
+    for ident in sorted(want.keys() | have.keys(), key=str):
+        new, old = want.get(ident), have.get(ident)
+        key = str(ident)
         if old is None and new is not None:
             changes.append(Change(Op.ADD, key, None, new))
         elif new is None and old is not None:
@@ -93,6 +204,9 @@ class Plan:
     offline: bool = False
     notes: tuple[str, ...] = field(default=())
     fingerprint: str | None = None
+    # The cloud state the plan was made from (the engine's Snapshot), kept in memory for
+    # the apply that follows; a saved plan has none and its apply reads the cloud again.
+    basis: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -162,23 +276,29 @@ class Plan:
         return pretty(self.to_dict())
 
 
-def _resource(doc: Mapping[str, Any], body: Any, *, cloud_id: str | None = None) -> Resource:
-    return Resource(
-        type=str(doc["type"]),
-        key=str(doc["key"]),
-        body=dict(body),
-        segment=doc.get("segment"),
-        cloud_id=cloud_id,
-    )
+Restore = Callable[[str, str, Mapping[str, Any], "str | None"], Resource]
+"""(type, key, body, segment) -> the Resource, typed again by the adapter that made it."""
 
 
-def plan_from_dict(doc: Mapping[str, Any]) -> Plan:
-    """A plan as `to_dict` wrote it (a saved plan, applied later)."""
-    desired = tuple(_resource(d, d["body"]) for d in doc["desired"])
+def _resource(
+    doc: Mapping[str, Any], body: Any, restore: Restore, *, cloud_id: str | None = None
+) -> Resource:
+    r = restore(str(doc["type"]), str(doc["key"]), dict(body), doc.get("segment"))
+    return r if cloud_id is None else r.with_id(cloud_id)
+
+
+def plan_from_dict(doc: Mapping[str, Any], restore: Restore) -> Plan:
+    """A plan as `to_dict` wrote it (a saved plan, applied later); `restore` is the
+    adapter's, which alone knows how its keys are made."""
+    desired = tuple(_resource(d, d["body"], restore) for d in doc["desired"])
     changes = []
     for c in doc["changes"]:
-        old = _resource(c, c["before"], cloud_id=c.get("id")) if c["before"] is not None else None
-        new = _resource(c, c["after"]) if c["after"] is not None else None
+        old = (
+            _resource(c, c["before"], restore, cloud_id=c.get("id"))
+            if c["before"] is not None
+            else None
+        )
+        new = _resource(c, c["after"], restore) if c["after"] is not None else None
         changes.append(Change(Op(c["op"]), str(c["key"]), old, new))
     return Plan(
         provider=str(doc["provider"]),

@@ -720,10 +720,17 @@ def _first_error(
     """(location, field, message) of the error to show: an unknown key first, since a
     misspelt key is usually also the cause of a "missing" one."""
     errors = exc.errors()
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    unknown = ("extra_forbidden", "unknown_key")
+    err = next((e for e in errors if e["type"] in unknown), errors[0])
     loc: list[int | str] = [
         p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
     ]
+    if err["type"] == "unknown_key":  # the topology's: a key that no field or provider has
+        ctx = err.get("ctx") or {}
+        loc.append(str(ctx.get("key", "")))
+        field = _format_loc([prefix, *loc]) if prefix else _format_loc(loc)
+        written = excerpt(ctx.get("key", ""))
+        return loc, field, f"unknown field {written}{ctx.get('hint', '')} (check its spelling)"
     field = _format_loc([prefix, *loc]) if prefix else _format_loc(loc)
     msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
     kind = err["type"]

@@ -3,47 +3,146 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
-from nsgsync.plan import Resource
+from nsgsync.plan import Change, Resource, Role
+from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
+from nsgsync_aws import client as ec2
 from nsgsync_aws import render as _render
 from nsgsync_aws.attach import security_group_policies
-from nsgsync_aws.client import AwsConnection, make_client
-from nsgsync_aws.config import load_config
-from nsgsync_aws.render import GROUP
+from nsgsync_aws.config import AwsConfig, AwsSegmentConfig, load_config
+from nsgsync_aws.render import GROUP, group_key, group_name, group_resource, rule_resource
+
+
+@dataclass(frozen=True)
+class AwsAdapter:
+    """Configured once from the topology's `aws:` block; holds nothing else."""
+
+    topology: Topology
+    config: AwsConfig
+    segments: Mapping[str, AwsSegmentConfig]
+    name: str = "aws"
+    pairs: bool = True  # ModifySecurityGroupRules replaces a rule by another in place
+    # A group that another group's rule references cannot be deleted: revoke every rule first.
+    cascades: bool = False
+
+    @property
+    def cluster(self) -> str:
+        return self.topology.cluster
+
+    def session(self, **clients: Any) -> Any:
+        """`ec2=` a boto3 EC2 client (tests); else one from the environment."""
+        return clients.get("ec2") or ec2.make_client(self.config.region)
+
+    def read(self, session: Any) -> Snapshot:
+        return Snapshot(tuple(ec2.read(session, self.config, self.cluster)))
+
+    def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
+        desired, findings = _render.render(intent, self.topology, self.config)
+        _render.check_limits(desired, self.config)
+        return desired, findings
+
+    def restore(
+        self, type_: str, key: str, body: Mapping[str, Any], segment: str | None
+    ) -> Resource:
+        assert segment is not None
+        if type_ == GROUP:
+            return group_resource(body, segment)
+        # The one place a key is read back: a saved plan names a peer segment only there.
+        peer = key.split("/", 5)[5] if key.count("/") >= 5 else ""
+        ref = str((body.get("ReferencedGroupInfo") or {}).get("GroupId", ""))
+        by_name = peer.startswith("sg:") and ref.startswith("${")
+        return rule_resource(body, segment, peer_segment=peer[3:] if by_name else None)
+
+    def budget(self, resource: Resource, snapshot: Snapshot) -> Budget | None:
+        if resource.role is not Role.RULE or resource.segment is None:
+            return None
+        side = resource.direction or "ingress"
+        return Budget(
+            scope=("sg", resource.segment, side),
+            what=f"the {side} rules of security group {group_name(self.cluster, resource.segment)}",
+            limit=self.config.max_rules_per_group,
+            segment=resource.segment,
+            direction=side,
+            hint="set aws.peerMode: security-group (a peer segment is one rule), give the "
+            "segments fewer, larger CIDRs, or raise the quota and aws.maxRulesPerGroup",
+        )
+
+    def denies(self, resource: Resource) -> bool:
+        return False  # security groups only allow
+
+    def widens(self, old: Resource, new: Resource) -> bool:
+        # A rule's identity is its group, side, protocol, ports and peer: a change under
+        # one identity touches only its description and tags.
+        return old.ident == new.ident
+
+    def batch_size(self, phase: Phase) -> int:
+        return ec2.BATCH
+
+    def create(
+        self,
+        session: Any,
+        change: Change,
+        rules: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> Created | None:
+        if change.old is None:
+            return ec2.create_group(session, change, progress=progress)
+        gid = ec2.group_id(applied, change.resource.segment)
+        ec2.retag_group(session, change, gid, progress=progress)
+        return None
+
+    def write(
+        self,
+        session: Any,
+        phase: Phase,
+        batch: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> None:
+        if phase is Phase.ADD:
+            ec2.authorize(session, batch, applied, self.cluster, progress=progress)
+        elif phase in (Phase.WIDEN, Phase.NARROW):
+            ec2.modify(session, batch, applied, self.cluster, progress=progress)
+        elif phase is Phase.REMOVE:
+            ec2.revoke(session, batch, applied, progress=progress)
+        elif phase is Phase.DELETE:
+            for c in batch:
+                ec2.delete_group(session, c, progress=progress)
+        else:
+            raise AssertionError(f"AWS has no {phase} phase")
+
+    def attachments(
+        self, namespaces: Mapping[str, Mapping[str, str]], snapshot: Snapshot
+    ) -> tuple[list[dict[str, Any]], list[Finding]]:
+        """SecurityGroupPolicy objects giving each segment's pods its group."""
+        ids = {
+            r.segment: r.cloud_id
+            for r in snapshot.resources
+            if r.type == GROUP and r.segment and r.cloud_id
+        }
+        return security_group_policies(self.topology, namespaces, ids)
 
 
 class AwsProvider:
     name = "aws"
 
-    def validate(self, topology: Topology) -> None:
-        load_config(topology)
-
-    def render(self, intent: Intent, topology: Topology) -> tuple[list[Resource], list[Finding]]:
-        return _render.render(intent, topology)
-
-    def check_limits(self, desired: Sequence[Resource], topology: Topology) -> None:
-        _render.check_limits(desired, topology)
-
-    def attachments(
-        self,
-        topology: Topology,
-        namespaces: Mapping[str, Mapping[str, str]],
-        actual: Sequence[Resource],
-    ) -> tuple[list[dict[str, Any]], list[Finding]]:
-        """SecurityGroupPolicy objects giving each segment's pods its group."""
-        ids = {
-            r.segment: r.cloud_id for r in actual if r.type == GROUP and r.segment and r.cloud_id
-        }
-        return security_group_policies(topology, namespaces, ids)
-
-    def connect(self, topology: Topology, **clients: Any) -> AwsConnection:
-        client = clients.get("ec2") or make_client(load_config(topology)[0].region)
-        return AwsConnection(topology, client)
+    def configure(self, topology: Topology, *, source: str | None = None) -> AwsAdapter:
+        config, segments = load_config(topology, source=source)
+        return AwsAdapter(topology, config, segments)
 
 
 provider = AwsProvider()
 
-__all__ = ["AwsConnection", "AwsProvider", "provider"]
+__all__ = ["AwsAdapter", "AwsProvider", "group_key", "provider"]
+
+
+def _conforms(adapter: AwsAdapter, provider: AwsProvider) -> tuple[Adapter, Provider]:
+    """mypy checks here that the adapter and provider keep the contract (docs/providers.md)."""
+    return adapter, provider

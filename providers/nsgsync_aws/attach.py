@@ -13,6 +13,7 @@ from typing import Any
 from nsgsync.compile.labels import satisfiable
 from nsgsync.intent import Finding, Severity
 from nsgsync.model import LabelSelector, Operator, Requirement, Topology
+from nsgsync_aws.render import CLUSTER_TAG, SEGMENT_TAG
 
 API_VERSION = "vpcresources.k8s.aws/v1beta1"
 
@@ -96,8 +97,8 @@ def security_group_policies(
                         "name": f"nsgsync-{seg.name}",
                         "namespace": ns,
                         "labels": {
-                            "nsgsync.io/cluster": topology.cluster,
-                            "nsgsync.io/segment": seg.name,
+                            CLUSTER_TAG: topology.cluster,
+                            SEGMENT_TAG: seg.name,
                         },
                     },
                     "spec": {

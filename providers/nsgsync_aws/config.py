@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from nsgsync.errors import TopologyError
 from nsgsync.model import Topology
+from nsgsync.provider import settings
 
 
 class AwsConfig(BaseModel):
@@ -29,23 +29,20 @@ class AwsSegmentConfig(BaseModel):
     extra_group_ids: tuple[str, ...] = Field(default=(), alias="extraGroupIds")
 
 
-def load_config(topology: Topology) -> tuple[AwsConfig, dict[str, AwsSegmentConfig]]:
-    try:
-        config = AwsConfig.model_validate(topology.provider_block("aws"))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = "aws." + ".".join(str(p) for p in err["loc"])
-        raise TopologyError(
-            str(err["msg"]), obj=f"Topology {topology.cluster}", field=field
-        ) from None
-    segments = {}
-    for i, seg in enumerate(topology.segments):
-        try:
-            segments[seg.name] = AwsSegmentConfig.model_validate(seg.provider_settings("aws"))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = f"segments[{i}].aws." + ".".join(str(p) for p in err["loc"])
-            raise TopologyError(
-                str(err["msg"]), obj=f"Topology {topology.cluster}", field=field
-            ) from None
+def load_config(
+    topology: Topology, *, source: str | None = None
+) -> tuple[AwsConfig, dict[str, AwsSegmentConfig]]:
+    config = settings(
+        AwsConfig, topology.provider_block("aws"), topology=topology, field="aws", source=source
+    )
+    segments = {
+        seg.name: settings(
+            AwsSegmentConfig,
+            seg.provider_settings("aws"),
+            topology=topology,
+            field=f"segments[{i}].aws",
+            source=source,
+        )
+        for i, seg in enumerate(topology.segments)
+    }
     return config, segments

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nsgsync.errors import LimitError
 from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
-from nsgsync.plan import Resource
-from nsgsync_aws.config import AwsConfig, load_config
+from nsgsync.plan import Ident, Resource, Role
+from nsgsync_aws.config import AwsConfig
 
 CLUSTER_TAG = "nsgsync.io/cluster"
 SEGMENT_TAG = "nsgsync.io/segment"
@@ -51,11 +51,11 @@ def description(text: str) -> str:
     return clean if len(clean) <= 255 else clean[:252] + "..."
 
 
-def group_key(segment: str) -> str:
-    return f"sg/{segment}"
+def group_key(segment: str) -> Ident:
+    return Ident("sg", (segment,))
 
 
-def rule_key(segment: str, body: dict[str, Any], peer_segment: str | None = None) -> str:
+def rule_key(segment: str, body: Mapping[str, Any], peer_segment: str | None = None) -> Ident:
     """A rule's identity: its group, direction, protocol, ports and peer; never its id."""
     direction = "out" if body["IsEgress"] else "in"
     proto = body["IpProtocol"]
@@ -70,7 +70,34 @@ def rule_key(segment: str, body: dict[str, Any], peer_segment: str | None = None
         peer = f"pl:{body['PrefixListId']}"
     else:
         peer = "sg:" + str(body.get("ReferencedGroupInfo", {}).get("GroupId"))
-    return f"sgr/{segment}/{direction}/{proto}/{ports}/{peer}"
+    return Ident("sgr", (segment, direction, proto, ports, peer))
+
+
+def group_resource(body: Mapping[str, Any], segment: str, cloud_id: str | None = None) -> Resource:
+    return Resource(GROUP, group_key(segment), body, segment, cloud_id, role=Role.CONTAINER)
+
+
+def rule_resource(
+    body: Mapping[str, Any],
+    segment: str,
+    *,
+    peer_segment: str | None = None,
+    cloud_id: str | None = None,
+    unreported: frozenset[str] = frozenset(),
+    sources: tuple[str, ...] = (),
+) -> Resource:
+    return Resource(
+        RULE,
+        rule_key(segment, body, peer_segment),
+        body,
+        segment,
+        cloud_id,
+        unreported,
+        role=Role.RULE,
+        container=group_key(segment),
+        direction="egress" if body["IsEgress"] else "ingress",
+        sources=sources,
+    )
 
 
 def rule_body(
@@ -140,7 +167,7 @@ def _direction_rules(
                 cluster=cluster,
                 segment=segment,
             )
-            out.append(Resource(RULE, rule_key(segment, body), body, segment))
+            out.append(rule_resource(body, segment))
         return out
     for rule in side.rules:
         protocol = _PROTOCOL[rule.protocol]
@@ -168,21 +195,25 @@ def _direction_rules(
                     cluster=cluster,
                     segment=segment,
                 )
-                key = rule_key(segment, body, peer_segment)
-                out.append(Resource(RULE, key, body, segment))
+                out.append(
+                    rule_resource(
+                        body, segment, peer_segment=peer_segment, sources=tuple(rule.policies)
+                    )
+                )
     return _dedupe(out)
 
 
 def _dedupe(resources: Sequence[Resource]) -> list[Resource]:
     """SCTP spans collapse into one rule; keep the first body of each key."""
-    seen: dict[str, Resource] = {}
+    seen: dict[Ident, Resource] = {}
     for r in resources:
-        seen.setdefault(r.key, r)
+        seen.setdefault(r.ident, r)
     return list(seen.values())
 
 
-def render(intent: Intent, topology: Topology) -> tuple[list[Resource], list[Finding]]:
-    config, _ = load_config(topology)
+def render(
+    intent: Intent, topology: Topology, config: AwsConfig
+) -> tuple[list[Resource], list[Finding]]:
     cluster = topology.cluster
     families = topology.pod_addresses.families()
     segments = {s.name: s.addresses for s in topology.segments}
@@ -190,9 +221,7 @@ def render(intent: Intent, topology: Topology) -> tuple[list[Resource], list[Fin
     out: list[Resource] = []
     for seg in intent.segments:
         out.append(
-            Resource(
-                GROUP,
-                group_key(seg.name),
+            group_resource(
                 {
                     "GroupName": group_name(cluster, seg.name),
                     "VpcId": config.vpc_id,
@@ -218,8 +247,7 @@ def render(intent: Intent, topology: Topology) -> tuple[list[Resource], list[Fin
     return sorted(out, key=lambda r: r.key), findings
 
 
-def check_limits(desired: Sequence[Resource], topology: Topology) -> None:
-    config, _ = load_config(topology)
+def check_limits(desired: Sequence[Resource], config: AwsConfig) -> None:
     counts = Counter(
         (r.segment, "egress" if r.body["IsEgress"] else "ingress")
         for r in desired

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nsgsync.model import Topology
-from nsgsync.plan import Resource
+from nsgsync.plan import Ident, Resource
 from nsgsync.terraform import (
     DEFAULT_OPTIONS,
     ExportOptions,
@@ -58,10 +58,10 @@ _WITH_PORTS = ("tcp", "udp")
 _COMMENT_WIDTH = 96
 
 
-def _peer_name(key: str, body: Mapping[str, Any]) -> str:
-    # The key's last part names the peer (rule_key in render.py): a CIDR, sg:<segment>
+def _peer_name(ident: Ident, body: Mapping[str, Any]) -> str:
+    # The identity's last part names the peer (rule_key in render.py): a CIDR, sg:<segment>
     # for one of nsgsync's groups, sg:<id> or pl:<id> for others.
-    peer = key.split("/", 5)[5] if key.count("/") >= 5 else ""
+    peer = ident.name
     if peer.startswith("sg:"):
         return identifier("sg", peer[3:])
     if peer.startswith("pl:"):
@@ -71,13 +71,13 @@ def _peer_name(key: str, body: Mapping[str, Any]) -> str:
     return identifier(str(body.get("CidrIpv4", peer)))
 
 
-def _rule_name(segment: str, key: str, body: Mapping[str, Any]) -> str:
+def _rule_name(segment: str, ident: Ident, body: Mapping[str, Any]) -> str:
     proto = str(body["IpProtocol"])
     parts = [segment, _PROTOCOL_NAMES.get(proto, f"proto_{proto}")]
     if proto in _WITH_PORTS:
         low, high = body["FromPort"], body["ToPort"]
         parts.append(str(low) if low == high else f"{low}_{high}")
-    parts.append(_peer_name(key, body))
+    parts.append(_peer_name(ident, body))
     return identifier(*parts)
 
 
@@ -97,7 +97,7 @@ class AwsTerraform:
             if r.type == GROUP:
                 rtype, name = GROUP_TYPE, identifier(r.segment or r.key)
             elif r.type == RULE:
-                rtype, name = _rule_type(r.body), _rule_name(r.segment or "", r.key, r.body)
+                rtype, name = _rule_type(r.body), _rule_name(r.segment or "", r.ident, r.body)
             else:
                 raise ValueError(f"the AWS renderer does not know resources of type {r.type!r}")
             out[r.key] = unique_address(taken, rtype, name)

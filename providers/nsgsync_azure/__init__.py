@@ -2,34 +2,146 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
-from nsgsync.plan import Resource
+from nsgsync.plan import Change, Resource, Role
+from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
 from nsgsync_azure import render as _render
-from nsgsync_azure.client import AzureConnection, make_client
-from nsgsync_azure.config import load
+from nsgsync_azure.client import Arm, Held, bind, make_client
+from nsgsync_azure.config import Settings, load
+from nsgsync_azure.render import ASSOCIATION, MAX_RULES_PER_NSG, NSG
+
+
+@dataclass(frozen=True)
+class AzureAdapter:
+    """Configured once from the topology's `azure:` block; holds nothing else."""
+
+    topology: Topology
+    settings: Settings
+    name: str = "azure"
+    # A rule PUT under the same name changes its content, not its name, its identity: a
+    # pair would leave a rule that the next plan replaces again.
+    pairs: bool = False
+    # An NSG is deleted with its rules.
+    cascades: bool = True
+
+    @property
+    def cluster(self) -> str:
+        return self.topology.cluster
+
+    def session(self, **clients: Any) -> Any:
+        """`network_client=` a NetworkManagementClient (tests), `credential=` a token
+        credential; else a client from the environment at azure.cloud / azure.armEndpoint."""
+        return clients.get("network_client") or make_client(
+            self.settings.config, clients.get("credential")
+        )
+
+    def _arm(self, session: Any) -> Arm:
+        return Arm(session, self.settings, self.cluster)
+
+    def read(self, session: Any) -> Snapshot:
+        arm = self._arm(session)
+        resources = arm.read()
+        return Snapshot(tuple(resources), arm.held())
+
+    def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
+        desired, findings = _render.render_with(intent, self.topology, self.settings)
+        _render.check_limits(desired)
+        held = snapshot.constraints if isinstance(snapshot.constraints, Held) else None
+        if held is not None:
+            desired = bind(desired, snapshot.resources, held, self.settings.config, self.cluster)
+        return sorted(desired, key=lambda r: r.key), findings
+
+    def restore(
+        self, type_: str, key: str, body: Mapping[str, Any], segment: str | None
+    ) -> Resource:
+        if type_ == NSG:
+            return _render.nsg_resource(body, segment)
+        if type_ == ASSOCIATION:
+            return _render.association_resource(str(body["id"]), body, segment)
+        # The one place a key is read back: a saved plan names a rule's NSG only there.
+        return _render.rule_resource(key.split("/", 2)[1], body, segment)
+
+    def budget(self, resource: Resource, snapshot: Snapshot) -> Budget | None:
+        if resource.role is not Role.RULE:
+            return None
+        nsg = resource.ident.parts[0]
+        held = snapshot.constraints if isinstance(snapshot.constraints, Held) else Held()
+        return Budget(
+            scope=("nsg", nsg),
+            what=f"NSG {nsg}",
+            limit=MAX_RULES_PER_NSG - held.count(nsg),
+            segment=resource.segment,
+            hint="give the segments fewer, larger CIDRs, or remove rules nsgsync does not "
+            "own from the NSG",
+        )
+
+    def denies(self, resource: Resource) -> bool:
+        return (resource.body.get("properties") or {}).get("access") == "Deny"
+
+    def widens(self, old: Resource, new: Resource) -> bool:
+        return False  # a priority or its prefixes may move: narrowing is the safe reading
+
+    def batch_size(self, phase: Phase) -> int:
+        return 1  # ARM writes one rule (or subnet) per call
+
+    def create(
+        self,
+        session: Any,
+        change: Change,
+        rules: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> Created | None:
+        arm = self._arm(session)
+        if change.old is None:
+            return arm.create_nsg(change, rules, progress)
+        arm.retag(change, progress)
+        return None
+
+    def write(
+        self,
+        session: Any,
+        phase: Phase,
+        batch: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> None:
+        arm = self._arm(session)
+        for c in batch:
+            if phase is Phase.LINK:
+                arm.associate(c, progress)
+            elif phase is Phase.UNLINK:
+                arm.dissociate(c, progress)
+            elif phase is Phase.DELETE:
+                assert c.old is not None
+                name = str(c.old.body["name"])
+                progress(f"- deleting NSG {name}")
+                arm.delete_nsg(name)
+            elif phase is Phase.REMOVE:
+                arm.delete_rule(c, progress)
+            else:
+                arm.put_rule(c, "+ creating" if c.old is None else "~ updating", progress)
 
 
 class AzureProvider:
     name = "azure"
 
-    def validate(self, topology: Topology) -> None:
-        load(topology)
-
-    def render(self, intent: Intent, topology: Topology) -> tuple[list[Resource], list[Finding]]:
-        return _render.render(intent, topology)
-
-    def check_limits(self, desired: Sequence[Resource], topology: Topology) -> None:
-        _render.check_limits(desired, topology)
-
-    def connect(self, topology: Topology, **clients: Any) -> AzureConnection:
-        client = clients.get("network_client") or make_client(load(topology).config)
-        return AzureConnection(topology, client)
+    def configure(self, topology: Topology, *, source: str | None = None) -> AzureAdapter:
+        return AzureAdapter(topology, load(topology, source=source))
 
 
 provider = AzureProvider()
 
-__all__ = ["AzureConnection", "AzureProvider", "provider"]
+__all__ = ["AzureAdapter", "AzureProvider", "provider"]
+
+
+def _conforms(adapter: AzureAdapter, provider: AzureProvider) -> tuple[Adapter, Provider]:
+    """mypy checks here that the adapter and provider keep the contract (docs/providers.md)."""
+    return adapter, provider

@@ -1,4 +1,4 @@
-"""The ARM side: read what nsgsync owns, settle priorities against the cloud, apply a plan.
+"""The ARM side: read what nsgsync owns, settle priorities against the cloud; the writes.
 
 Ownership: an NSG is nsgsync's when it carries the cluster and segment tags in the
 topology's resource group; in it, and in an existing NSG named by `nsgName`, a rule is
@@ -12,21 +12,23 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.pipeline import PipelineRequest
 from azure.core.polling import LROPoller
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule, Subnet, TagsObject
 
 from nsgsync.errors import LimitError, ProviderError
-from nsgsync.model import Topology
-from nsgsync.plan import Change, Op, Plan, Resource
-from nsgsync.provider import Progress
-from nsgsync_azure.config import SUBNET_ID, AzureConfig, Settings, load
+from nsgsync.plan import Change, Resource
+from nsgsync.provider import Created, Progress
+from nsgsync_azure.config import SUBNET_ID, AzureConfig, Settings
 from nsgsync_azure.priorities import Group, assign, group_of
 from nsgsync_azure.render import (
-    ASSOCIATION,
     CLUSTER_TAG,
     MAX_RULES_PER_NSG,
     NSG,
@@ -35,9 +37,9 @@ from nsgsync_azure.render import (
     RULE_FIELDS,
     SEGMENT_TAG,
     association_body,
-    association_key,
-    nsg_key,
-    rule_key,
+    association_resource,
+    nsg_resource,
+    rule_resource,
     sort_ports,
     sort_prefixes,
 )
@@ -55,19 +57,55 @@ _PLURALS = {"sourceAddressPrefixes", "destinationAddressPrefixes"}
 _PORT_PLURALS = {"sourcePortRanges", "destinationPortRanges"}
 
 
-def make_client(config: AzureConfig) -> NetworkManagementClient:
-    """A client that finds credentials itself (environment, workload identity, az login)."""
-    from azure.identity import DefaultAzureCredential  # only when talking to Azure for real
+# Each cloud's ARM endpoint and sign-in authority (azure-identity's AzureAuthorityHosts).
+CLOUDS = {
+    "AzurePublicCloud": ("https://management.azure.com", "login.microsoftonline.com"),
+    "AzureUSGovernment": ("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
+    "AzureChinaCloud": ("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
+}
 
+
+def endpoint(config: AzureConfig) -> tuple[str, str]:
+    """(ARM endpoint, authority host) of the topology's cloud; armEndpoint wins."""
+    arm, authority = CLOUDS[config.cloud]
+    return (config.arm_endpoint or arm).rstrip("/"), authority
+
+
+def make_client(config: AzureConfig, credential: Any = None) -> NetworkManagementClient:
+    """A client that finds credentials itself (environment, workload identity, az login),
+    at the topology's cloud (azure.cloud) or ARM endpoint (azure.armEndpoint)."""
+    arm, authority = endpoint(config)
+    if credential is None:
+        from azure.identity import DefaultAzureCredential  # only when talking to Azure
+
+        credential = DefaultAzureCredential(authority=authority)
+    parts = urlsplit(arm)
+    # A token is sent over plain HTTP only to this machine (a local ARM emulator).
+    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    extra: dict[str, Any] = {}
+    if local:
+        extra["authentication_policy"] = _LoopbackPolicy(credential, f"{arm}/.default")
     # azure-core's RetryPolicy retries 408/429/5xx and honours Retry-After; give ARM's
     # per-subscription throttling room to recover before an apply gives up.
     return NetworkManagementClient(
-        DefaultAzureCredential(),
+        credential,
         config.subscription_id,
+        base_url=arm,
+        credential_scopes=[f"{arm}/.default"],
         retry_total=10,
         retry_backoff_factor=1.0,
         retry_backoff_max=60,
+        **extra,
     )
+
+
+class _LoopbackPolicy(ARMChallengeAuthenticationPolicy):
+    """ARM's bearer-token policy, letting the token go over plain HTTP: used only for an
+    armEndpoint on this machine (a local emulator), where TLS protects nothing."""
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        request.context.options["enforce_https"] = False
+        super().on_request(request)
 
 
 def _message(exc: AzureError) -> str:
@@ -103,25 +141,48 @@ def _subnet_parts(subnet_id: str) -> tuple[str, str, str]:
     return found["rg"], found["vnet"], found["subnet"]
 
 
-class AzureConnection:
-    def __init__(self, topology: Topology, client: NetworkManagementClient) -> None:
-        self.topology = topology
-        self.settings: Settings = load(topology)
-        self.config = self.settings.config
+@dataclass(frozen=True)
+class Held:
+    """What others hold where nsgsync writes (read once, never written): in-band
+    priorities per (NSG, direction), rule names and counts per NSG, and the names of NSGs
+    in the resource group that are not nsgsync's."""
+
+    priorities: tuple[tuple[Group, frozenset[int]], ...] = ()
+    names: tuple[tuple[str, frozenset[str]], ...] = ()
+    counts: tuple[tuple[str, int], ...] = ()
+    unowned_nsgs: frozenset[str] = frozenset()
+
+    def count(self, nsg: str) -> int:
+        return dict(self.counts).get(nsg, 0)
+
+
+class Arm:
+    """One call's view of ARM: a client and the settings. Built per call, never kept."""
+
+    def __init__(self, client: NetworkManagementClient, settings: Settings, cluster: str) -> None:
+        self.settings = settings
+        self.config = settings.config
         self.client = client
-        self.cluster = topology.cluster
+        self.cluster = cluster
         self.group = self.config.resource_group
-        # Filled by read(): what nsgsync must stay clear of.
         self.foreign: dict[Group, set[int]] = defaultdict(set)  # in-band priorities
         self.foreign_names: dict[str, set[str]] = defaultdict(set)  # NSG -> rule names
         self.foreign_count: Counter[str] = Counter()
         self.unowned_nsgs: set[str] = set()  # lower names of others' NSGs in the group
 
+    def held(self) -> Held:
+        return Held(
+            tuple(sorted((g, frozenset(p)) for g, p in self.foreign.items())),
+            tuple(sorted((n, frozenset(v)) for n, v in self.foreign_names.items())),
+            tuple(sorted(self.foreign_count.items())),
+            frozenset(self.unowned_nsgs),
+        )
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except AzureError as exc:
-            raise ProviderError(f"Azure {what} failed: {_message(exc)}", hint=_HINT) from None
+            raise ProviderError(f"Azure {what} failed: {_message(exc)}", hint=_HINT) from exc
 
     def _wait(self, what: str, start: Callable[[], LROPoller[Any]]) -> None:
         self._call(what, lambda: start().result())
@@ -162,14 +223,14 @@ class AzureConnection:
                     "location": doc.get("location", ""),
                     "tags": {k: v for k, v in sorted(tags.items()) if k.startswith("nsgsync.io/")},
                 }
-                out.append(Resource(NSG, nsg_key(name), body, segment, doc.get("id")))
+                out.append(nsg_resource(body, segment, doc.get("id")))
                 # Subnets outside the topology that still use this NSG: associations to undo
                 # (an NSG in use cannot be deleted).
                 for ref in props.get("subnets") or []:
                     sid = str(ref.get("id", ""))
                     if sid and not self._in_topology(sid):
                         assoc = association_body(sid, canonical)
-                        out.append(Resource(ASSOCIATION, association_key(sid), assoc, segment, sid))
+                        out.append(association_resource(sid, assoc, segment, sid))
             out += self._rules(name, props.get("securityRules") or [], segment)
         for placement in settings.placements:
             if not placement.owned and placement.name.lower() not in found:
@@ -201,9 +262,8 @@ class AzureConnection:
             if in_band and name.lower().startswith(PREFIX):
                 matched = _RULE_SEGMENT.match(name.lower())
                 out.append(
-                    Resource(
-                        RULE,
-                        rule_key(nsg, name),
+                    rule_resource(
+                        nsg,
                         _rule_body(doc),
                         matched["segment"] if matched else segment,
                         doc.get("id"),
@@ -249,9 +309,8 @@ class AzureConnection:
                         "association by hand",
                     )
                 out.append(
-                    Resource(
-                        ASSOCIATION,
-                        association_key(subnet_id),
+                    association_resource(
+                        subnet_id,
                         association_body(subnet_id, current),
                         segment,
                         str(doc.get("id", subnet_id)),
@@ -259,95 +318,17 @@ class AzureConnection:
                 )
         return out
 
-    # --- bind: names and priorities against what is there ---
-
-    def bind(self, desired: Sequence[Resource], actual: Sequence[Resource]) -> list[Resource]:
-        for r in desired:
-            if r.type == NSG and r.body["name"].lower() in self.unowned_nsgs:
-                raise ProviderError(
-                    f"NSG {r.body['name']} exists in {self.group} without nsgsync's tags "
-                    f"({CLUSTER_TAG}={self.cluster}); nsgsync does not take it over",
-                    hint="delete or rename it, or name it in azure.nsgName to keep nsgsync's "
-                    "rules in it",
-                )
-            if r.type == RULE:
-                nsg = r.key.split("/")[1]
-                if r.body["name"].lower() in self.foreign_names.get(nsg, set()):
-                    raise ProviderError(
-                        f"NSG {nsg} has a rule named {r.body['name']} outside nsgsync's "
-                        "priority band; nsgsync does not overwrite it",
-                        hint="rename that rule (the prefix nsgsync- marks nsgsync's rules)",
-                    )
-        wanted = Counter(r.key.split("/")[1] for r in desired if r.type == RULE)
-        for nsg, n in sorted(wanted.items()):
-            if n + self.foreign_count[nsg] > MAX_RULES_PER_NSG:
-                raise LimitError(
-                    f"NSG {nsg} would hold {n} rules of nsgsync's and {self.foreign_count[nsg]} "
-                    f"others, over Azure's limit of {MAX_RULES_PER_NSG}; nothing was applied",
-                    hint="give the segments fewer, larger CIDRs, or remove rules nsgsync does "
-                    "not own from the NSG",
-                )
-        rules = [r for r in desired if r.type == RULE]
-        held = [r for r in actual if r.type == RULE]
-        occupied: dict[Group, set[int]] = defaultdict(set)
-        for r in held:
-            occupied[group_of(r)].add(int(r.body["properties"]["priority"]))
-        current = {r.key: int(r.body["properties"]["priority"]) for r in held}
-        placed = assign(
-            rules,
-            self.config.priority_band,
-            foreign=self.foreign,
-            occupied=occupied,
-            current=current,
-        )
-        return [r for r in desired if r.type != RULE] + placed
-
-    # --- apply: NSGs, new rules, changed rules, associations, removals ---
-
-    def apply(self, plan: Plan, *, progress: Progress) -> None:
-        by_op: dict[tuple[Op, str], list[Change]] = defaultdict(list)
-        for c in plan.changes:
-            by_op[(c.op, c.resource.type)].append(c)
-        new_rules = by_op[(Op.ADD, RULE)]
-        created: set[str] = set()
-        for c in by_op[(Op.ADD, NSG)]:
-            created.add(self._create_nsg(c, new_rules, progress))
-        for c in by_op[(Op.CHANGE, NSG)]:
-            self._retag(c, progress)
-        for c in new_rules:
-            if c.key.split("/")[1] not in created:
-                self._put_rule(c, "+ creating", progress)
-        for c in by_op[(Op.CHANGE, RULE)]:
-            self._put_rule(c, "~ updating", progress)
-        for c in by_op[(Op.ADD, ASSOCIATION)] + by_op[(Op.CHANGE, ASSOCIATION)]:
-            self._associate(c, progress)
-        # Rules of an NSG about to be deleted go with it.
-        leaving = {c.key.split("/")[1] for c in by_op[(Op.DESTROY, NSG)]}
-        for c in by_op[(Op.DESTROY, RULE)]:
-            if c.key.split("/")[1] not in leaving:
-                self._delete_rule(c, progress)
-        for c in by_op[(Op.DESTROY, ASSOCIATION)]:
-            self._dissociate(c, progress)
-        for c in by_op[(Op.DESTROY, NSG)]:
-            assert c.old is not None
-            name = str(c.old.body["name"])
-            progress(f"- deleting NSG {name}")
-            self._delete_nsg(name)
-
-    def _delete_nsg(self, name: str) -> None:
+    def delete_nsg(self, name: str) -> None:
         self._wait(
             f"deleting NSG {name}",
             lambda: self.client.network_security_groups.begin_delete(self.group, name),
         )
 
-    def _create_nsg(self, c: Change, new_rules: Sequence[Change], progress: Progress) -> str:
+    def create_nsg(self, c: Change, new_rules: Sequence[Change], progress: Progress) -> Created:
         """Create an NSG with its new rules in one PUT (ARM takes them inline)."""
         assert c.new is not None
         name = str(c.new.body["name"])
-        nsg = name.lower()
-        inline = [
-            dict(r.new.body) for r in new_rules if r.new is not None and r.key.split("/")[1] == nsg
-        ]
+        inline = [dict(r.new.body) for r in new_rules if r.new is not None]
         progress(f"+ creating NSG {name} with {len(inline)} rule(s)")
         body = NetworkSecurityGroup(
             {
@@ -364,9 +345,13 @@ class AzureConnection:
                 self.group, name, body, headers={"If-None-Match": "*"}
             ),
         )
-        return nsg
+        return Created(
+            c.new.ident,
+            self.settings.nsg_id(name),
+            absorbed=frozenset(r.resource.ident for r in new_rules),
+        )
 
-    def _retag(self, c: Change, progress: Progress) -> None:
+    def retag(self, c: Change, progress: Progress) -> None:
         assert c.new is not None and c.old is not None
         name = str(c.new.body["name"])
         if c.old.body.get("location") != c.new.body.get("location"):
@@ -393,9 +378,9 @@ class AzureConnection:
             ),
         )
 
-    def _put_rule(self, c: Change, verb: str, progress: Progress) -> None:
+    def put_rule(self, c: Change, verb: str, progress: Progress) -> None:
         assert c.new is not None
-        nsg = c.key.split("/")[1]
+        nsg = c.new.ident.parts[0]
         name = str(c.new.body["name"])
         props = c.new.body["properties"]
         progress(f"{verb} rule {name} ({props['direction']} {props['priority']}) in NSG {nsg}")
@@ -405,9 +390,9 @@ class AzureConnection:
             lambda: self.client.security_rules.begin_create_or_update(self.group, nsg, name, rule),
         )
 
-    def _delete_rule(self, c: Change, progress: Progress) -> None:
+    def delete_rule(self, c: Change, progress: Progress) -> None:
         assert c.old is not None
-        nsg = c.key.split("/")[1]
+        nsg = c.old.ident.parts[0]
         name = str(c.old.body["name"])
         progress(f"- deleting rule {name} in NSG {nsg}")
         self._wait(
@@ -432,7 +417,7 @@ class AzureConnection:
             ),
         )
 
-    def _associate(self, c: Change, progress: Progress) -> None:
+    def associate(self, c: Change, progress: Progress) -> None:
         assert c.new is not None
         subnet_id = str(c.new.body["id"])
         nsg_id = str(c.new.body["properties"]["networkSecurityGroup"]["id"])
@@ -446,7 +431,7 @@ class AzureConnection:
 
         self._write_subnet(subnet_id, "associating", point)
 
-    def _dissociate(self, c: Change, progress: Progress) -> None:
+    def dissociate(self, c: Change, progress: Progress) -> None:
         assert c.old is not None
         subnet_id = str(c.old.body["id"])
         nsg_id = str(c.old.body["properties"]["networkSecurityGroup"]["id"])
@@ -463,3 +448,53 @@ class AzureConnection:
             return True
 
         self._write_subnet(subnet_id, "dissociating", drop)
+
+
+def bind(
+    desired: Sequence[Resource],
+    actual: Sequence[Resource],
+    held: Held,
+    config: AzureConfig,
+    cluster: str,
+) -> list[Resource]:
+    """Names and priorities against what is there: refuse names others hold, fit the
+    quota, and give each rule a priority no other rule holds."""
+    names = dict(held.names)
+    for r in desired:
+        if r.type == NSG and r.body["name"].lower() in held.unowned_nsgs:
+            raise ProviderError(
+                f"NSG {r.body['name']} exists in {config.resource_group} without nsgsync's "
+                f"tags ({CLUSTER_TAG}={cluster}); nsgsync does not take it over",
+                hint="delete or rename it, or name it in azure.nsgName to keep nsgsync's "
+                "rules in it",
+            )
+        if r.type == RULE:
+            nsg = r.ident.parts[0]
+            if r.body["name"].lower() in names.get(nsg, frozenset()):
+                raise ProviderError(
+                    f"NSG {nsg} has a rule named {r.body['name']} outside nsgsync's "
+                    "priority band; nsgsync does not overwrite it",
+                    hint="rename that rule (the prefix nsgsync- marks nsgsync's rules)",
+                )
+    wanted = Counter(r.ident.parts[0] for r in desired if r.type == RULE)
+    for nsg, n in sorted(wanted.items()):
+        if n + held.count(nsg) > MAX_RULES_PER_NSG:
+            raise LimitError(
+                f"NSG {nsg} would hold {n} rules of nsgsync's and {held.count(nsg)} "
+                f"others, over Azure's limit of {MAX_RULES_PER_NSG}; nothing was applied",
+                hint="give the segments fewer, larger CIDRs, or remove rules nsgsync does "
+                "not own from the NSG",
+            )
+    rules = [r for r in desired if r.type == RULE]
+    current_rules = [r for r in actual if r.type == RULE]
+    occupied: dict[Group, set[int]] = defaultdict(set)
+    for r in current_rules:
+        occupied[group_of(r)].add(int(r.body["properties"]["priority"]))
+    current = {r.key: int(r.body["properties"]["priority"]) for r in current_rules}
+    foreign: dict[Group, set[int]] = defaultdict(set)
+    for g, p in held.priorities:
+        foreign[g] = set(p)
+    placed = assign(
+        rules, config.priority_band, foreign=foreign, occupied=occupied, current=current
+    )
+    return [r for r in desired if r.type != RULE] + placed

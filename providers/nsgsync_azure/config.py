@@ -11,11 +11,13 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nsgsync.errors import TopologyError
 from nsgsync.model import Topology
+from nsgsync.provider import settings
 
 _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # ARM's rule for resource names: 1-80 word characters, '.', '-', '_'; no trailing '.' or '-'.
@@ -40,6 +42,10 @@ class AzureConfig(BaseModel):
     vnet_cidrs: tuple[str, ...] = Field(default=(), alias="vnetCIDRs")
     # Priorities nsgsync owns in every NSG it writes to; rules outside are never touched.
     priority_band: tuple[int, int] = Field(default=(1000, 3999), alias="priorityBand")
+    # The cloud the subscription lives in (its ARM endpoint and sign-in authority), or an
+    # explicit ARM endpoint (Azure Stack Hub, a stand-in); armEndpoint wins.
+    cloud: Literal["AzurePublicCloud", "AzureUSGovernment", "AzureChinaCloud"] = "AzurePublicCloud"
+    arm_endpoint: str | None = Field(default=None, alias="armEndpoint", pattern=r"^https?://\S+$")
 
     @field_validator("location")
     @classmethod
@@ -137,21 +143,13 @@ def nsg_name(cluster: str, segment: str) -> str:
     return f"{name[:69]}-{digest}"
 
 
-def _error(topology: Topology, exc: ValidationError, prefix: str) -> TopologyError:
-    err = exc.errors()[0]
-    field = prefix + ".".join(str(p) for p in err["loc"])
-    return TopologyError(str(err["msg"]), obj=f"Topology {topology.cluster}", field=field)
+def load_config(topology: Topology, *, source: str | None = None) -> AzureConfig:
+    block = topology.provider_block("azure")
+    return settings(AzureConfig, block, topology=topology, field="azure", source=source)
 
 
-def load_config(topology: Topology) -> AzureConfig:
-    try:
-        return AzureConfig.model_validate(topology.provider_block("azure"))
-    except ValidationError as exc:
-        raise _error(topology, exc, "azure.") from None
-
-
-def load(topology: Topology) -> Settings:
-    config = load_config(topology)
+def load(topology: Topology, *, source: str | None = None) -> Settings:
+    config = load_config(topology, source=source)
     where = f"Topology {topology.cluster}"
     segments: dict[str, AzureSegmentConfig] = {}
     groups: dict[str, list[str]] = {}
@@ -159,10 +157,13 @@ def load(topology: Topology) -> Settings:
     subnets: dict[str, list[str]] = {}
     spelled: dict[str, str] = {}
     for i, seg in enumerate(topology.segments):
-        try:
-            cfg = AzureSegmentConfig.model_validate(seg.provider_settings("azure"))
-        except ValidationError as exc:
-            raise _error(topology, exc, f"segments[{i}].azure.") from None
+        cfg = settings(
+            AzureSegmentConfig,
+            seg.provider_settings("azure"),
+            topology=topology,
+            field=f"segments[{i}].azure",
+            source=source,
+        )
         segments[seg.name] = cfg
         if cfg.nsg_name is None and cfg.subnet_id is None:
             raise TopologyError(

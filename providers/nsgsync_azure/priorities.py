@@ -29,8 +29,7 @@ FINAL_SUFFIX = "-default"
 
 
 def group_of(rule: Resource) -> Group:
-    # Rule keys are sr/<nsg>/<rule>: the NSG comes from the key, the direction from the body.
-    return (rule.key.split("/")[1], str(rule.body["properties"]["direction"]))
+    return (rule.ident.parts[0], str(rule.body["properties"]["direction"]))
 
 
 def tier(rule: Resource) -> int:

@@ -14,15 +14,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nsgsync.errors import LimitError
 from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
-from nsgsync.plan import Resource
-from nsgsync_azure.config import SUBNET_ID, Placement, Settings, load
+from nsgsync.plan import Ident, Resource, Role
+from nsgsync_azure.config import SUBNET_ID, Placement, Settings
 from nsgsync_azure.priorities import FINAL_SUFFIX, UNSEGMENTED_SUFFIX, assign
 
 CLUSTER_TAG = "nsgsync.io/cluster"
@@ -69,20 +69,57 @@ RULE_FIELDS = (
 # --- names and keys -----------------------------------------------------------------------
 
 
-def nsg_key(name: str) -> str:
-    return f"nsg/{name.lower()}"
+def nsg_key(name: str) -> Ident:
+    return Ident("nsg", (name.lower(),))
 
 
-def rule_key(nsg: str, rule: str) -> str:
+def rule_key(nsg: str, rule: str) -> Ident:
     # ARM names are case-insensitive; the key must not tell "A" from "a" apart either.
-    return f"sr/{nsg.lower()}/{rule.lower()}"
+    return Ident("sr", (nsg.lower(), rule.lower()))
 
 
-def association_key(subnet_id: str) -> str:
+def association_key(subnet_id: str) -> Ident:
     found = SUBNET_ID.match(subnet_id)
     if found is None:
-        return f"assoc/{subnet_id.lower()}"
-    return f"assoc/{found['rg']}/{found['vnet']}/{found['subnet']}".lower()
+        return Ident("assoc", (subnet_id.lower(),))
+    return Ident("assoc", (found["rg"].lower(), found["vnet"].lower(), found["subnet"].lower()))
+
+
+def nsg_resource(
+    body: Mapping[str, Any], segment: str | None, cloud_id: str | None = None
+) -> Resource:
+    return Resource(NSG, nsg_key(str(body["name"])), body, segment, cloud_id, role=Role.CONTAINER)
+
+
+def rule_resource(
+    nsg: str,
+    body: Mapping[str, Any],
+    segment: str | None,
+    cloud_id: str | None = None,
+    *,
+    sources: tuple[str, ...] = (),
+) -> Resource:
+    """A rule of NSG `nsg`: its quota is the NSG's (and its direction's priorities)."""
+    inbound = (body.get("properties") or {}).get("direction") == INBOUND
+    return Resource(
+        RULE,
+        rule_key(nsg, str(body["name"])),
+        body,
+        segment,
+        cloud_id,
+        role=Role.RULE,
+        container=nsg_key(nsg),
+        direction="ingress" if inbound else "egress",
+        sources=sources,
+    )
+
+
+def association_resource(
+    subnet_id: str, body: Mapping[str, Any], segment: str | None, cloud_id: str | None = None
+) -> Resource:
+    return Resource(
+        ASSOCIATION, association_key(subnet_id), body, segment, cloud_id, role=Role.LINK
+    )
 
 
 def rule_name(segment: str, direction: str, ident: str, part: int = 0) -> str:
@@ -187,7 +224,12 @@ def _direction_rules(
     out: list[Resource] = []
 
     def add(
-        name: str, peers: Sequence[str], protocol: str, ports: Sequence[str], **kw: Any
+        name: str,
+        peers: Sequence[str],
+        protocol: str,
+        ports: Sequence[str],
+        policies: Sequence[str] = (),
+        **kw: Any,
     ) -> None:
         mine, theirs = list(cidrs), list(peers)
         sources, destinations = (theirs, mine) if direction == INBOUND else (mine, theirs)
@@ -200,7 +242,7 @@ def _direction_rules(
             ports=ports,
             **kw,
         )
-        out.append(Resource(RULE, rule_key(nsg, name), body, segment))
+        out.append(rule_resource(nsg, body, segment, sources=tuple(policies)))
 
     last = rule_name(segment, direction, FINAL_SUFFIX[1:])
     if not side.isolated:
@@ -244,6 +286,7 @@ def _direction_rules(
                 ports,
                 access="Allow",
                 text=text,
+                policies=sorted({p for r in rules for p in r.policies}),
             )
     add(
         last,
@@ -276,7 +319,7 @@ def _nsg(settings: Settings, cluster: str, placement: Placement) -> Resource:
         "location": settings.config.location,
         "tags": tags(cluster, placement.segment),
     }
-    return Resource(NSG, nsg_key(placement.name), body, placement.segment)
+    return nsg_resource(body, placement.segment)
 
 
 def _unsegmented(placement: Placement) -> list[Resource]:
@@ -296,7 +339,7 @@ def _unsegmented(placement: Placement) -> list[Resource]:
             ports=["*"],
             text="nsgsync: addresses outside every segment, as if the subnet had no NSG",
         )
-        out.append(Resource(RULE, rule_key(placement.name, name), body, placement.segment))
+        out.append(rule_resource(placement.name, body, placement.segment))
     return out
 
 
@@ -322,11 +365,7 @@ def render_with(
                 for s in placement.segments
                 if (settings.segments[s].subnet_id or "").lower() == subnet.lower()
             )
-            out.append(
-                Resource(
-                    ASSOCIATION, association_key(subnet), association_body(subnet, nsg_id), first
-                )
-            )
+            out.append(association_resource(subnet, association_body(subnet, nsg_id), first))
     for seg in intent.segments:
         placement = settings.placement_of(seg.name)
         found = _vnet_finding(settings, seg.name, seg.addresses)
@@ -345,12 +384,8 @@ def render_with(
     return sorted(out, key=lambda r: r.key), findings
 
 
-def render(intent: Intent, topology: Topology) -> tuple[list[Resource], list[Finding]]:
-    return render_with(intent, topology, load(topology))
-
-
-def check_limits(desired: Sequence[Resource], topology: Topology) -> None:
-    counts = Counter(r.key.split("/")[1] for r in desired if r.type == RULE)
+def check_limits(desired: Sequence[Resource]) -> None:
+    counts = Counter(r.ident.parts[0] for r in desired if r.type == RULE)
     over = sorted((nsg, n) for nsg, n in counts.items() if n > MAX_RULES_PER_NSG)
     if over:
         nsg, n = over[0]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.model import Topology
-from nsgsync.plan import Resource
+from nsgsync.plan import Ident, Resource
 from nsgsync.terraform import (
     DEFAULT_OPTIONS,
     ExportOptions,
@@ -118,7 +118,7 @@ def _rule_name(rule: Resource) -> str:
     ports are as stable as the key: the address changes only when the rule does.
     """
     props = rule.body["properties"]
-    segment = rule.segment or rule.key.split("/")[1]
+    segment = rule.segment or rule.ident.parts[0]
     direction = _SHORT.get(str(props["direction"]), str(props["direction"]))
     found = _RULE_NAME.match(str(rule.body["name"]).lower())
     if found is None:
@@ -140,11 +140,11 @@ def _rule_name(rule: Resource) -> str:
     return identifier(*parts)
 
 
-def _association_name(key: str, body: Mapping[str, Any]) -> str:
+def _association_name(ident: Ident, body: Mapping[str, Any]) -> str:
     found = SUBNET_ID.match(str(body.get("id", "")))
     if found is not None:
         return identifier(found["vnet"], found["subnet"])
-    return identifier(*key.split("/")[2:])
+    return identifier(*ident.parts[1:])
 
 
 def _file_order(r: Resource) -> tuple[int, int, str]:
@@ -184,7 +184,7 @@ class AzureTerraform:
             elif r.type == RULE:
                 rtype, name = RULE_TYPE, _rule_name(r)
             elif r.type == ASSOCIATION:
-                rtype, name = ASSOCIATION_TYPE, _association_name(r.key, r.body)
+                rtype, name = ASSOCIATION_TYPE, _association_name(r.ident, r.body)
             else:
                 raise ValueError(f"the Azure renderer does not know resources of type {r.type!r}")
             out[r.key] = unique_address(taken, rtype, name)
@@ -208,7 +208,7 @@ class AzureTerraform:
         associations: dict[str, list[Resource]] = {name: [] for name in by_name}
         for r in sorted(desired, key=_file_order):
             if r.type == RULE:
-                owner = r.key.split("/")[1]
+                owner = r.ident.parts[0]
                 group = rules
             elif r.type == ASSOCIATION:
                 owner = str(r.body["properties"]["networkSecurityGroup"]["id"])

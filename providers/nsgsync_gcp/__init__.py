@@ -2,43 +2,117 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
-from nsgsync.plan import Resource
+from nsgsync.plan import Change, Resource
+from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
+from nsgsync_gcp import client as compute
 from nsgsync_gcp import render as _render
-from nsgsync_gcp.client import GcpConnection, make_client
-from nsgsync_gcp.config import load_config
+from nsgsync_gcp.config import GcpConfig, GcpSegmentConfig, load_config
+
+
+@dataclass(frozen=True)
+class GcpAdapter:
+    """Configured once from the topology's `gcp:` block; holds nothing else."""
+
+    topology: Topology
+    config: GcpConfig
+    segments: Mapping[str, GcpSegmentConfig]
+    name: str = "gcp"
+    # An in-place PUT changes a rule's content but not its name, its identity: a pair
+    # would leave a rule that the next plan replaces again.
+    pairs: bool = False
+    # No containers.
+    cascades: bool = False
+
+    @property
+    def cluster(self) -> str:
+        return self.topology.cluster
+
+    def session(self, **clients: Any) -> compute.Session:
+        """`firewalls_client=` a FirewallsClient (tests); `retry=` a google-api-core Retry
+        and `operation_timeout=` seconds override the defaults. Without a client, one is
+        built from the environment's credentials, at `gcp.apiEndpoint` if set."""
+        client = clients.get("firewalls_client") or compute.make_client(self.config.api_endpoint)
+        return compute.Session(
+            client,
+            retry=clients.get("retry") or compute.DEFAULT_RETRY,
+            operation_timeout=clients.get("operation_timeout") or compute.OPERATION_TIMEOUT,
+        )
+
+    def read(self, session: Any) -> Snapshot:
+        resources, foreign = compute.read(session, self.config, self.cluster)
+        return Snapshot(tuple(resources), foreign)
+
+    def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
+        desired, findings = _render.render(intent, self.topology, self.config, self.segments)
+        _render.check_limits(desired, self.topology, self.config)
+        if isinstance(snapshot.constraints, compute.Foreign):
+            compute.check_names(desired, snapshot.constraints, self.config.project)
+        return desired, findings
+
+    def restore(
+        self, type_: str, key: str, body: Mapping[str, Any], segment: str | None
+    ) -> Resource:
+        return _render.firewall_resource(body, segment)
+
+    def budget(self, resource: Resource, snapshot: Snapshot) -> Budget | None:
+        return Budget(
+            scope=("project", self.config.project),
+            what=f"the firewall rules of project {self.config.project}",
+            limit=self.config.max_rules,
+            hint="raise the project's FIREWALLS quota and gcp.maxRules with it",
+        )
+
+    def denies(self, resource: Resource) -> bool:
+        return compute.denies(resource)
+
+    def widens(self, old: Resource, new: Resource) -> bool:
+        return compute.widens(old, new)
+
+    def batch_size(self, phase: Phase) -> int:
+        return compute.IN_FLIGHT
+
+    def create(
+        self,
+        session: Any,
+        change: Change,
+        rules: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> Created | None:
+        raise AssertionError("GCP firewall rules have no container")
+
+    def write(
+        self,
+        session: Any,
+        phase: Phase,
+        batch: Sequence[Change],
+        *,
+        applied: Applied,
+        progress: Progress,
+    ) -> None:
+        compute.write(session, self.config.project, batch, progress=progress)
 
 
 class GcpProvider:
     name = "gcp"
 
-    def validate(self, topology: Topology) -> None:
-        load_config(topology)
-
-    def render(self, intent: Intent, topology: Topology) -> tuple[list[Resource], list[Finding]]:
-        return _render.render(intent, topology)
-
-    def check_limits(self, desired: Sequence[Resource], topology: Topology) -> None:
-        _render.check_limits(desired, topology)
-
-    def connect(self, topology: Topology, **clients: Any) -> GcpConnection:
-        """`firewalls_client=` a FirewallsClient (tests); `retry=` a google-api-core Retry
-        and `operation_timeout=` seconds override the defaults. Without a client, one is
-        built from the environment's credentials."""
-        load_config(topology)
-        client = clients.get("firewalls_client") or make_client()
-        return GcpConnection(
-            topology,
-            client,
-            retry=clients.get("retry"),
-            operation_timeout=clients.get("operation_timeout"),
-        )
+    def configure(self, topology: Topology, *, source: str | None = None) -> GcpAdapter:
+        config, segments = load_config(topology, source=source)
+        return GcpAdapter(topology, config, segments)
 
 
 provider = GcpProvider()
 
-__all__ = ["GcpConnection", "GcpProvider", "provider"]
+__all__ = ["GcpAdapter", "GcpProvider", "provider"]
+
+
+def _conforms(adapter: GcpAdapter, provider: GcpProvider) -> tuple[Adapter, Provider]:
+    """mypy checks here that the adapter and provider keep the contract (docs/providers.md)."""
+    return adapter, provider

@@ -1,4 +1,4 @@
-"""The compute side: read the firewall rules nsgsync owns, apply a plan.
+"""The compute side: read the firewall rules nsgsync owns; the primitive writes.
 
 Ownership: a rule is nsgsync's when its name starts `nsgsync-<cluster>-`, its description
 starts with the marker `nsgsync:<cluster>` and its priority lies in `gcp.priorityBand`.
@@ -10,25 +10,26 @@ plan instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions
+from google.api_core.client_options import ClientOptions
 from google.api_core.extended_operation import ExtendedOperation
 from google.api_core.retry import Retry, if_exception_type
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import compute_v1
 
 from nsgsync.errors import ProviderError
-from nsgsync.model import Topology
 from nsgsync.net import AddressSet
-from nsgsync.plan import Change, Op, Plan, Resource
+from nsgsync.plan import Change, Resource
 from nsgsync.provider import Progress
-from nsgsync_gcp.config import GcpConfig, load_config
-from nsgsync_gcp.render import FIREWALL, marker, name_prefix, owner_of, range_sort_key
+from nsgsync_gcp.config import GcpConfig
+from nsgsync_gcp.render import firewall_resource, marker, name_prefix, owner_of, range_sort_key
 
-# Writes of one phase in flight at once: compute runs them as operations in parallel, and
-# a phase is waited for in full before the next begins (adds before removals).
+# Writes in flight at once (the engine's batch): compute runs them as operations in
+# parallel, and a batch is waited for in full before the next begins.
 IN_FLIGHT = 16
 PAGE_SIZE = 500  # the most compute lists per page
 OPERATION_TIMEOUT = 300.0
@@ -52,10 +53,15 @@ _HINT = (
 )
 
 
-def make_client() -> compute_v1.FirewallsClient:
-    """A FirewallsClient with the environment's credentials (ADC, workload identity)."""
+def make_client(api_endpoint: str | None = None) -> compute_v1.FirewallsClient:
+    """A FirewallsClient with the environment's credentials (ADC, workload identity), at
+    `gcp.apiEndpoint` when the topology names one (Private Service Connect)."""
     try:
-        return compute_v1.FirewallsClient()
+        if api_endpoint is None:
+            return compute_v1.FirewallsClient()
+        return compute_v1.FirewallsClient(
+            client_options=ClientOptions(api_endpoint=api_endpoint), transport="rest"
+        )
     except GoogleAuthError as exc:
         raise ProviderError(
             f"no Google Cloud credentials: {exc}",
@@ -131,24 +137,18 @@ def _entry(kind: Callable[..., Any], entry: dict[str, Any]) -> Any:
     return kind(I_p_protocol=entry["IPProtocol"], ports=list(entry.get("ports", [])))
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 Write = tuple[str, Callable[[], ExtendedOperation | None]]
 
 
-def _denies(c: Change) -> bool:
-    return c.new is not None and "denied" in c.new.body
+def denies(r: Resource) -> bool:
+    return "denied" in r.body
 
 
-def _widens(c: Change) -> bool:
+def widens(old: Resource, new: Resource) -> bool:
     """Whether an update lets through at least what the rule let through before.
 
     A rule's identity fixes its direction, protocol and ports, so its ranges decide.
     """
-    assert c.old is not None and c.new is not None
 
     def ranges(body: Mapping[str, Any], key: str) -> AddressSet:
         try:
@@ -157,188 +157,173 @@ def _widens(c: Change) -> bool:
             return AddressSet()
 
     return all(
-        ranges(c.old.body, key).issubset(ranges(c.new.body, key))
+        ranges(old.body, key).issubset(ranges(new.body, key))
         for key in ("sourceRanges", "destinationRanges")
     )
 
 
-class GcpConnection:
-    def __init__(
-        self,
-        topology: Topology,
-        client: compute_v1.FirewallsClient,
-        *,
-        retry: Retry | None = None,
-        operation_timeout: float | None = None,
-    ) -> None:
-        self.topology = topology
-        self.config: GcpConfig = load_config(topology)[0]
-        self.client = client
-        self.cluster = topology.cluster
-        self.project = self.config.project
-        self.retry = retry or DEFAULT_RETRY
-        self.operation_timeout = operation_timeout or OPERATION_TIMEOUT
-        self.foreign: dict[str, str] = {}  # name -> why nsgsync does not own it
+@dataclass(frozen=True)
+class Session:
+    client: compute_v1.FirewallsClient
+    retry: Retry = DEFAULT_RETRY
+    operation_timeout: float = OPERATION_TIMEOUT
 
-    # --- read ---
 
-    def read(self) -> list[Resource]:
-        prefix = name_prefix(self.cluster)
-        request = compute_v1.ListFirewallsRequest(
-            project=self.project,
-            # Compute's regex filter dialect, an RE2 full match on the name; cluster names
-            # hold nothing a regex would read as special.
-            filter=f'name eq "{prefix}.*"',
-            max_results=PAGE_SIZE,
+@dataclass(frozen=True)
+class Foreign:
+    """Names in nsgsync's prefix that it does not own, with why: never written."""
+
+    names: tuple[tuple[str, str], ...] = ()
+
+    def why(self, name: str) -> str | None:
+        return dict(self.names).get(name)
+
+
+def read(session: Session, config: GcpConfig, cluster: str) -> tuple[list[Resource], Foreign]:
+    prefix = name_prefix(cluster)
+    request = compute_v1.ListFirewallsRequest(
+        project=config.project,
+        # Compute's regex filter dialect, an RE2 full match on the name; cluster names
+        # hold nothing a regex would read as special.
+        filter=f'name eq "{prefix}.*"',
+        max_results=PAGE_SIZE,
+    )
+    out: list[Resource] = []
+    foreign: dict[str, str] = {}
+    try:
+        for fw in session.client.list(request=request, retry=session.retry):
+            if not fw.name.startswith(prefix):
+                continue  # the filter is the server's; ownership is checked here
+            owner, segment = owner_of(fw.description)
+            if owner != cluster:
+                foreign[fw.name] = f"its description does not start with {marker(cluster)}"
+            elif not config.in_band(int(fw.priority)):
+                low, high = config.priority_band
+                foreign[fw.name] = (
+                    f"its priority {fw.priority} lies outside gcp.priorityBand [{low}, {high}]"
+                )
+            else:
+                out.append(
+                    firewall_resource(
+                        firewall_body(fw),
+                        # A removed segment's rules still show under its name in the plan.
+                        segment if segment and _SEGMENT.match(segment) else None,
+                        f"projects/{config.project}/global/firewalls/{fw.name}",
+                    )
+                )
+    except _CLOUD_ERRORS as exc:
+        raise ProviderError(
+            f"listing firewall rules of project {config.project} failed: {exc}",
+            hint="check the project id, the credentials and compute.firewalls.list (docs/gcp.md)",
+        ) from exc
+    return out, Foreign(tuple(sorted(foreign.items())))
+
+
+def check_names(desired: Sequence[Resource], foreign: Foreign, project: str) -> None:
+    """Refuse a name someone else holds (GCP names are ours to choose, else nothing binds)."""
+    taken = sorted(r.key for r in desired if foreign.why(r.key) is not None)
+    if taken:
+        name = taken[0]
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise ProviderError(
+            f"firewall rule {name} in project {project} has the name nsgsync wants, "
+            f"but nsgsync does not own it: {foreign.why(name)}{more}; nothing was applied",
+            hint="nsgsync never changes a rule it does not own: delete or rename that rule "
+            "by hand (or restore its description and priority), then plan again",
         )
-        out: list[Resource] = []
-        self.foreign = {}
+
+
+# --- the primitive writes: a batch is started in full, then waited for in full ---
+
+
+def write(session: Session, project: str, batch: Sequence[Change], *, progress: Progress) -> None:
+    writes: list[Write] = []
+    for c in batch:
+        if c.old is None:
+            writes.append(_insert(session, project, c, progress))
+        elif c.new is None:
+            writes.append(_delete(session, project, c, progress))
+        else:
+            writes.append(_update(session, project, c, progress))
+    _run(session, project, writes)
+
+
+def _insert(session: Session, project: str, c: Change, progress: Progress) -> Write:
+    assert c.new is not None
+    message = firewall_message(dict(c.new.body))
+
+    def call() -> ExtendedOperation:
+        progress(f"+ creating firewall rule {c.key}")
+        return session.client.insert(
+            project=project, firewall_resource=message, retry=session.retry
+        )
+
+    return f"creating firewall rule {c.key}", call
+
+
+def _update(session: Session, project: str, c: Change, progress: Progress) -> Write:
+    assert c.new is not None and c.old is not None
+    message = firewall_message(dict(c.new.body))
+    name = c.old.ident.name
+
+    # PUT, not PATCH: PATCH cannot empty a list (the SDK drops empty lists) nor turn
+    # an allow into a deny, and a hand-made addition must go.
+    def call() -> ExtendedOperation:
+        progress(f"~ updating firewall rule {name}")
+        return session.client.update(
+            project=project, firewall=name, firewall_resource=message, retry=session.retry
+        )
+
+    return f"updating firewall rule {name}", call
+
+
+def _delete(session: Session, project: str, c: Change, progress: Progress) -> Write:
+    def call() -> ExtendedOperation | None:
+        progress(f"- deleting firewall rule {c.key}")
         try:
-            for fw in self.client.list(request=request, retry=self.retry):
-                if not fw.name.startswith(prefix):
-                    continue  # the filter is the server's; ownership is checked here
-                resource = self._owned(fw)
-                if resource is not None:
-                    out.append(resource)
+            return session.client.delete(project=project, firewall=c.key, retry=session.retry)
+        except exceptions.NotFound:
+            return None  # already gone: what was wanted
+
+    return f"deleting firewall rule {c.key}", call
+
+
+def _run(session: Session, project: str, writes: Sequence[Write]) -> None:
+    """Start the writes, then wait on every operation started, even after a failure."""
+    started: list[tuple[str, ExtendedOperation]] = []
+    failure: tuple[str, Exception] | None = None
+    for what, call in writes:
+        try:
+            op = call()
         except _CLOUD_ERRORS as exc:
-            raise ProviderError(
-                f"listing firewall rules of project {self.project} failed: {exc}",
-                hint="check the project id, the credentials and compute.firewalls.list "
-                "(docs/gcp.md)",
-            ) from None
-        return out
-
-    def _owned(self, fw: compute_v1.Firewall) -> Resource | None:
-        cluster, segment = owner_of(fw.description)
-        if cluster != self.cluster:
-            self.foreign[fw.name] = f"its description does not start with {marker(self.cluster)}"
-            return None
-        if not self.config.in_band(int(fw.priority)):
-            low, high = self.config.priority_band
-            self.foreign[fw.name] = (
-                f"its priority {fw.priority} lies outside gcp.priorityBand [{low}, {high}]"
-            )
-            return None
-        return Resource(
-            FIREWALL,
-            fw.name,
-            firewall_body(fw),
-            # A removed segment's rules still show under its name in the plan.
-            segment if segment and _SEGMENT.match(segment) else None,
-            f"projects/{self.project}/global/firewalls/{fw.name}",
-        )
-
-    def bind(self, desired: Sequence[Resource], actual: Sequence[Resource]) -> list[Resource]:
-        """Nothing to bind (GCP names are ours to choose); refuse a name someone else holds."""
-        taken = sorted(r.key for r in desired if r.key in self.foreign)
-        if taken:
-            name = taken[0]
-            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-            raise ProviderError(
-                f"firewall rule {name} in project {self.project} has the name nsgsync wants, "
-                f"but nsgsync does not own it: {self.foreign[name]}{more}; nothing was applied",
-                hint="nsgsync never changes a rule it does not own: delete or rename that rule "
-                "by hand (or restore its description and priority), then plan again",
-            )
-        return list(desired)
-
-    # --- apply: allows in, then denies in, then removals ---
-
-    def apply(self, plan: Plan, *, progress: Progress) -> None:
-        changes = [c for c in plan.changes if c.resource.type == FIREWALL]
-        adds = [c for c in changes if c.op is Op.ADD]
-        updates = [c for c in changes if c.op is Op.CHANGE]
-        # Each phase completes before the next starts, so that no moment blocks traffic
-        # the policies allow: new allows first; then allows that only widen; then those
-        # that narrow (an open direction narrowed to its new rules, once they exist); then
-        # denies, new or changed, once the allows they make way for are in place; last the
-        # removals.
-        phases: list[list[Write]] = [
-            [self._insert(c, progress) for c in adds if not _denies(c)],
-            [self._update(c, progress) for c in updates if not _denies(c) and _widens(c)],
-            [self._update(c, progress) for c in updates if not _denies(c) and not _widens(c)],
-            [self._insert(c, progress) for c in adds if _denies(c)]
-            + [self._update(c, progress) for c in updates if _denies(c)],
-            [self._delete(c, progress) for c in changes if c.op is Op.DESTROY],
-        ]
-        for writes in phases:
-            for chunk in _chunks(writes, IN_FLIGHT):
-                self._run(chunk)
-
-    def _insert(self, c: Change, progress: Progress) -> Write:
-        assert c.new is not None
-        message = firewall_message(dict(c.new.body))
-
-        def call() -> ExtendedOperation:
-            progress(f"+ creating firewall rule {c.key}")
-            return self.client.insert(
-                project=self.project, firewall_resource=message, retry=self.retry
-            )
-
-        return f"creating firewall rule {c.key}", call
-
-    def _update(self, c: Change, progress: Progress) -> Write:
-        assert c.new is not None
-        message = firewall_message(dict(c.new.body))
-
-        # PUT, not PATCH: PATCH cannot empty a list (the SDK drops empty lists) nor turn
-        # an allow into a deny, and a hand-made addition must go.
-        def call() -> ExtendedOperation:
-            progress(f"~ updating firewall rule {c.key}")
-            return self.client.update(
-                project=self.project, firewall=c.key, firewall_resource=message, retry=self.retry
-            )
-
-        return f"updating firewall rule {c.key}", call
-
-    def _delete(self, c: Change, progress: Progress) -> Write:
-        def call() -> ExtendedOperation | None:
-            progress(f"- deleting firewall rule {c.key}")
-            try:
-                return self.client.delete(project=self.project, firewall=c.key, retry=self.retry)
-            except exceptions.NotFound:
-                return None  # already gone: what was wanted
-
-        return f"deleting firewall rule {c.key}", call
-
-    def _run(self, writes: Sequence[Write]) -> None:
-        """Start the writes, then wait on every operation started, even after a failure."""
-        started: list[tuple[str, ExtendedOperation]] = []
-        failure: tuple[str, Exception] | None = None
-        for what, call in writes:
-            try:
-                op = call()
-            except _CLOUD_ERRORS as exc:
-                failure = (what, exc)
-                break
-            if op is not None:
-                started.append((what, op))
-        for what, op in started:
-            try:
-                self._wait(op)
-            except exceptions.NotFound as exc:
-                if not what.startswith("deleting"):  # a deletion that finds nothing is done
-                    failure = failure or (what, exc)
-            except _CLOUD_ERRORS as exc:
+            failure = (what, exc)
+            break
+        if op is not None:
+            started.append((what, op))
+    for what, op in started:
+        try:
+            # The retry covers the polls too: a 429 on the operation is throttling as
+            # well. ExtendedOperation.result is untyped in google-api-core.
+            op.result(timeout=session.operation_timeout, retry=session.retry)  # type: ignore[no-untyped-call]
+        except exceptions.NotFound as exc:
+            if not what.startswith("deleting"):  # a deletion that finds nothing is done
                 failure = failure or (what, exc)
-        if failure is not None:
-            raise self._error(*failure)
+        except _CLOUD_ERRORS as exc:
+            failure = failure or (what, exc)
+    if failure is not None:
+        raise _error(project, *failure) from failure[1]
 
-    def _wait(self, op: ExtendedOperation) -> None:
-        # The retry covers the polls too: a 429 on the operation is throttling as well.
-        # ExtendedOperation.result is untyped in google-api-core.
-        op.result(timeout=self.operation_timeout, retry=self.retry)  # type: ignore[no-untyped-call]
 
-    def _error(self, what: str, exc: Exception) -> ProviderError:
-        if isinstance(exc, exceptions.Forbidden) and "QUOTA" in str(exc).upper():
-            return ProviderError(
-                f"{what} failed: the project's firewall rule quota is used up: {exc}",
-                hint=f"raise the FIREWALLS quota of project {self.project} (or free rules), "
-                "and keep gcp.maxRules below it; the next apply completes the run",
-            )
-        if isinstance(exc, exceptions.Conflict):
-            return ProviderError(
-                f"{what} failed: a rule of that name already exists: {exc}",
-                hint="the project changed since the plan was made; plan again",
-            )
-        return ProviderError(f"{what} in project {self.project} failed: {exc}", hint=_HINT)
+def _error(project: str, what: str, exc: Exception) -> ProviderError:
+    if isinstance(exc, exceptions.Forbidden) and "QUOTA" in str(exc).upper():
+        return ProviderError(
+            f"{what} failed: the project's firewall rule quota is used up: {exc}",
+            hint=f"raise the FIREWALLS quota of project {project} (or free rules), "
+            "and keep gcp.maxRules below it; the next apply completes the run",
+        )
+    if isinstance(exc, exceptions.Conflict):
+        return ProviderError(
+            f"{what} failed: a rule of that name already exists: {exc}",
+            hint="the project changed since the plan was made; plan again",
+        )
+    return ProviderError(f"{what} in project {project} failed: {exc}", hint=_HINT)

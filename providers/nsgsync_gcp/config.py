@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nsgsync.errors import TopologyError
 from nsgsync.model import Topology
+from nsgsync.provider import settings
 
 # GKE's own allow rules for the pod ranges sit at 1000; a deny that must win sits below it.
 GKE_PRIORITY = 1000
@@ -44,6 +44,9 @@ class GcpConfig(BaseModel):
     priority_band: tuple[int, int] = Field(default=(100, 899), alias="priorityBand")
     # Firewall rules per project is a quota (compute.project-info), not a fixed number.
     max_rules: int = Field(default=500, alias="maxRules", ge=1)
+    # The compute API's host, for Private Service Connect (`https://compute-xyz.p.googleapis.com`)
+    # or a stand-in; the default is the SDK's (compute.googleapis.com).
+    api_endpoint: str | None = Field(default=None, alias="apiEndpoint", pattern=r"^https?://\S+$")
 
     @field_validator("target_tags")
     @classmethod
@@ -152,23 +155,20 @@ def targets(config: GcpConfig, segment: GcpSegmentConfig | None) -> dict[str, li
     return {"targetServiceAccounts": sorted(config.target_service_accounts)}
 
 
-def load_config(topology: Topology) -> tuple[GcpConfig, dict[str, GcpSegmentConfig]]:
-    try:
-        config = GcpConfig.model_validate(topology.provider_block("gcp"))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(["gcp", *(str(p) for p in err["loc"])])
-        raise TopologyError(
-            str(err["msg"]), obj=f"Topology {topology.cluster}", field=field
-        ) from None
-    segments = {}
-    for i, seg in enumerate(topology.segments):
-        try:
-            segments[seg.name] = GcpSegmentConfig.model_validate(seg.provider_settings("gcp"))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join([f"segments[{i}].gcp", *(str(p) for p in err["loc"])])
-            raise TopologyError(
-                str(err["msg"]), obj=f"Topology {topology.cluster}", field=field
-            ) from None
+def load_config(
+    topology: Topology, *, source: str | None = None
+) -> tuple[GcpConfig, dict[str, GcpSegmentConfig]]:
+    config = settings(
+        GcpConfig, topology.provider_block("gcp"), topology=topology, field="gcp", source=source
+    )
+    segments = {
+        seg.name: settings(
+            GcpSegmentConfig,
+            seg.provider_settings("gcp"),
+            topology=topology,
+            field=f"segments[{i}].gcp",
+            source=source,
+        )
+        for i, seg in enumerate(topology.segments)
+    }
     return config, segments

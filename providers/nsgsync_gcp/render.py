@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,8 @@ from nsgsync.errors import LimitError, ProviderError
 from nsgsync.intent import Direction, DirectionIntent, Finding, Intent, IntentProtocol
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
-from nsgsync.plan import Resource
-from nsgsync_gcp.config import GcpConfig, load_config, targets
+from nsgsync.plan import Ident, Resource, Role
+from nsgsync_gcp.config import GcpConfig, GcpSegmentConfig, targets
 
 FIREWALL = "firewall"
 MAX_RANGES = 5000  # per side of one rule
@@ -143,19 +143,28 @@ class _Grant:
     ports: tuple[tuple[int, int], ...] | None
     peers: AddressSet
     text: str
+    policies: tuple[str, ...] = ()
 
 
 def _grants(side: DirectionIntent) -> list[_Grant]:
     """One grant per (protocol, ports); the compiler already merges so, this is a guard."""
     peers: dict[tuple[str, tuple[tuple[int, int], ...] | None], list[AddressSet]] = {}
     texts: dict[tuple[str, tuple[tuple[int, int], ...] | None], list[str]] = {}
+    policies: dict[tuple[str, tuple[tuple[int, int], ...] | None], set[str]] = {}
     for rule in side.rules:
         protocol = _PROTOCOL[rule.protocol]
         ports = rule.ports if protocol != "all" else None
         peers.setdefault((protocol, ports), []).append(rule.peer_set)
         texts.setdefault((protocol, ports), []).append(rule.explanation())
+        policies.setdefault((protocol, ports), set()).update(rule.policies)
     return [
-        _Grant(protocol, ports, AddressSet.union_all(sets), "; ".join(texts[(protocol, ports)]))
+        _Grant(
+            protocol,
+            ports,
+            AddressSet.union_all(sets),
+            "; ".join(texts[(protocol, ports)]),
+            tuple(sorted(policies[(protocol, ports)])),
+        )
         for (protocol, ports), sets in peers.items()
     ]
 
@@ -178,6 +187,7 @@ def _firewalls(
     own: AddressSet,
     peers: AddressSet,
     text: str,
+    policies: tuple[str, ...] = (),
 ) -> Iterator[Resource]:
     """The rules for one grant: one per IP family, split at 5,000 ranges a side."""
     ingress = direction is Direction.INGRESS
@@ -211,7 +221,7 @@ def _firewalls(
                     "description": describe(ctx.cluster, segment, direction, text),
                     "disabled": False,
                 }
-                yield Resource(FIREWALL, name, body, segment)
+                yield firewall_resource(body, segment, sources=policies)
 
 
 def _direction_rules(
@@ -242,6 +252,7 @@ def _direction_rules(
             own=own,
             peers=grant.peers,
             text=grant.text,
+            policies=grant.policies,
         )
     yield from _firewalls(
         ctx,
@@ -256,8 +267,33 @@ def _direction_rules(
     )
 
 
-def render(intent: Intent, topology: Topology) -> tuple[list[Resource], list[Finding]]:
-    config, seg_configs = load_config(topology)
+def firewall_resource(
+    body: Mapping[str, Any],
+    segment: str | None,
+    cloud_id: str | None = None,
+    *,
+    sources: tuple[str, ...] = (),
+) -> Resource:
+    """A firewall rule under its name, the one identity compute has; its quota is the
+    project's, so it has no container."""
+    return Resource(
+        FIREWALL,
+        Ident("", (str(body["name"]),)),
+        body,
+        segment,
+        cloud_id,
+        role=Role.RULE,
+        direction="ingress" if body.get("direction") == "INGRESS" else "egress",
+        sources=sources,
+    )
+
+
+def render(
+    intent: Intent,
+    topology: Topology,
+    config: GcpConfig,
+    seg_configs: Mapping[str, GcpSegmentConfig],
+) -> tuple[list[Resource], list[Finding]]:
     out: list[Resource] = []
     for seg in intent.segments:
         ctx = _Context(topology.cluster, config, targets(config, seg_configs.get(seg.name)))
@@ -281,8 +317,7 @@ def _check_unique(resources: Iterable[Resource]) -> None:
         seen[r.key] = r
 
 
-def check_limits(desired: Sequence[Resource], topology: Topology) -> None:
-    config, _ = load_config(topology)
+def check_limits(desired: Sequence[Resource], topology: Topology, config: GcpConfig) -> None:
     count = sum(1 for r in desired if r.type == FIREWALL)
     if count > config.max_rules:
         per_segment: dict[str, int] = {}

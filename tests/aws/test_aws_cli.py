@@ -5,7 +5,9 @@ boto3 finds the local EC2 API through AWS_ENDPOINT_URL, as it would a real endpo
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,75 @@ def test_offline_plan_needs_no_aws(
     topology = EXAMPLE / "topology.yaml"
     assert main(["plan", *args(topology, "--offline", "--detailed-exitcode")]) == 2
     assert "offline" in capsys.readouterr().out
+
+
+def test_destroy_plans_asks_and_removes_everything_nsgsync_owns(
+    topology_file: Path, ec2: Ec2, capsys: pytest.CaptureFixture[str]
+) -> None:
+    theirs = ec2.client.create_security_group(
+        GroupName="not-nsgsync", Description="a team's", VpcId=ec2.vpc_id
+    )["GroupId"]
+    assert main(["apply", *args(topology_file, "--auto-approve")]) == 0
+    capsys.readouterr()
+    topology = ["--topology", str(topology_file)]
+
+    assert main(["destroy", *topology, "--plan", "--detailed-exitcode"]) == 2
+    out = capsys.readouterr().out
+    assert '- security-group "sg/shop-db"' in out and "0 to add, 0 to change" in out
+
+    assert main(["destroy", *topology, "--plan", "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["add"] == doc["summary"]["change"] == 0
+    assert doc["summary"]["destroy"] == len(doc["changes"]) > 0 and doc["desired"] == []
+
+    assert main(["destroy", *topology]) == 1  # no terminal to confirm on
+    assert "--auto-approve" in capsys.readouterr().err
+    assert main(["destroy", *topology, "--auto-approve", "--max-deletions", "3"]) == 1
+    assert "more than --max-deletions 3" in capsys.readouterr().err
+
+    assert main(["destroy", *topology, "--auto-approve", "--detailed-exitcode"]) == 2
+    assert "Destroy complete!" in capsys.readouterr().out
+    left = ec2.client.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [ec2.vpc_id]}]
+    )["SecurityGroups"]
+    assert {g["GroupId"] for g in left if g["GroupName"] != "default"} == {theirs}
+    assert main(["destroy", *topology, "--plan", "--detailed-exitcode"]) == 0
+    assert "No changes." in capsys.readouterr().out
+
+
+def test_debug_shows_what_caused_an_error(
+    topology_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        """EC2 as it answers credentials it does not know."""
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = (
+                b"<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not "
+                b"able to validate the provided access credentials</Message></Error></Errors>"
+                b"<RequestID>1</RequestID></Response>"
+            )
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        assert main(["plan", *args(topology_file)]) == 1
+        err = capsys.readouterr().err
+        assert "error: EC2 describe_security_groups failed" in err and "--debug" in err
+        assert "Traceback" not in err
+        assert main(["--debug", "plan", *args(topology_file)]) == 1
+        err = capsys.readouterr().err
+        assert "ClientError: An error occurred (AuthFailure)" in err
+        assert "which nsgsync reported as" in err
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -13,7 +13,7 @@ from nsgsync.errors import LimitError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
 from nsgsync.plan import Op, Plan
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from tests.aws.conftest import Ec2
@@ -27,16 +27,16 @@ def with_vpc(topology: Topology, vpc_id: str, **aws: Any) -> Topology:
 
 
 def plan(ec2: Ec2, topology: Topology, intent: Intent) -> Plan:
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=ec2.client)
-    return make_plan(provider, topology, intent, connection=conn).plan
+    provider = configure(topology)
+    conn = provider.session(ec2=ec2.client)
+    return make_plan(provider, intent, session=conn).plan
 
 
 def apply(ec2: Ec2, topology: Topology, intent: Intent) -> Plan:
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=ec2.client)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
-    apply_plan(planned, conn, progress=lambda _: None)
+    provider = configure(topology)
+    conn = provider.session(ec2=ec2.client)
+    planned = make_plan(provider, intent, session=conn).plan
+    apply_plan(provider, planned, conn, progress=lambda _: None)
     return planned
 
 
@@ -138,9 +138,9 @@ def test_unowned_groups_and_rules_survive_and_drift_is_reverted(ec2: Ec2) -> Non
 
 def test_midway_failure_converges_on_next_apply(ec2: Ec2) -> None:
     topology, intent = example(ec2)
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=ec2.client)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
+    provider = configure(topology)
+    conn = provider.session(ec2=ec2.client)
+    planned = make_plan(provider, intent, session=conn).plan
     done = []
 
     class Boom(Exception):
@@ -154,7 +154,7 @@ def test_midway_failure_converges_on_next_apply(ec2: Ec2) -> None:
 
     ec2.client.meta.events.register("before-call.ec2.*", fail_on_third_authorize)
     with pytest.raises(Boom):
-        apply_plan(planned, conn, progress=lambda _: None)
+        apply_plan(provider, planned, conn, progress=lambda _: None)
     ec2.client.meta.events.unregister("before-call.ec2.*", fail_on_third_authorize)
     partial = plan(ec2, topology, intent)
     assert 0 < partial.count(Op.ADD) < planned.count(Op.ADD)

@@ -9,11 +9,12 @@ from botocore.awsrequest import AWSResponse
 
 from nsgsync.compile import compile_intent
 from nsgsync.engine import make_plan
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync_aws.client import make_client
 from tests.aws.conftest import REGION, Ec2
-from tests.aws.test_aws_cycle import EXAMPLE, with_vpc
+from tests.aws.test_aws_cycle import with_vpc
+from tests.cycle import EXAMPLE
 
 THROTTLED = (
     b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
@@ -41,10 +42,8 @@ def test_request_limit_exceeded_is_retried(ec2: Ec2, monkeypatch: pytest.MonkeyP
     client.meta.events.register("before-send.ec2.*", throttle_twice)
     topology = with_vpc(load_topology(EXAMPLE / "topology.yaml"), ec2.vpc_id)
     intent = compile_intent(topology, load_manifests([EXAMPLE / "cluster"]))
-    provider = load_provider("aws")
-    planned = make_plan(
-        provider, topology, intent, connection=provider.connect(topology, ec2=client)
-    )
+    provider = configure(topology)
+    planned = make_plan(provider, intent, session=provider.session(ec2=client))
     assert not planned.plan.empty
     # two throttled attempts of DescribeSecurityGroups, then its success (no group yet,
     # so no DescribeSecurityGroupRules)

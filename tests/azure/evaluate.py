@@ -14,8 +14,8 @@ from typing import Any
 
 from azure.mgmt.network import NetworkManagementClient
 
-from nsgsync.net import AddressSet
 from tests.cycle import probe_addresses as probe_addresses  # the shared probes
+from tests.oracle import Addrs
 
 PROTOCOL = {"TCP": "Tcp", "UDP": "Udp"}
 EPHEMERAL = 49152  # the source port of a probe connection
@@ -24,18 +24,18 @@ EPHEMERAL = 49152  # the source port of a probe connection
 @dataclass(frozen=True)
 class Subnet:
     name: str
-    addresses: AddressSet
+    addresses: Addrs
     rules: tuple[dict[str, Any], ...]  # properties of every rule, defaults included
     has_nsg: bool
 
 
-def _matches_address(value: str, ip: str, vnet: AddressSet) -> bool:
+def _matches_address(value: str, ip: str, vnet: Addrs) -> bool:
     if value == "*":
         return True
     if value == "VirtualNetwork":
-        return vnet.contains_ip(ip)
+        return vnet.contains(ip)
     if value == "Internet":
-        return not vnet.contains_ip(ip)
+        return not vnet.contains(ip)
     if value == "AzureLoadBalancer":
         return False  # the probes never come from Azure's health probe address
     addr = ipaddress.ip_address(ip)
@@ -62,7 +62,7 @@ def _values(props: dict[str, Any], single: str, plural: str) -> list[str]:
 @dataclass(frozen=True)
 class Nsgs:
     subnets: tuple[Subnet, ...]
-    vnet: AddressSet
+    vnet: Addrs
 
     @classmethod
     def read(
@@ -84,13 +84,11 @@ class Nsgs:
                     *(nsg_props.get("defaultSecurityRules") or []),
                 ]:
                     rules.append({"name": r["name"], **r["properties"]})
-            subnets.append(
-                Subnet(doc["name"], AddressSet.from_cidrs(prefixes), tuple(rules), bool(ref))
-            )
-        return cls(tuple(subnets), AddressSet.from_cidrs(vnet_cidrs))
+            subnets.append(Subnet(doc["name"], Addrs.of(prefixes), tuple(rules), bool(ref)))
+        return cls(tuple(subnets), Addrs.of(vnet_cidrs))
 
     def subnet_of(self, ip: str) -> Subnet | None:
-        return next((s for s in self.subnets if s.addresses.contains_ip(ip)), None)
+        return next((s for s in self.subnets if s.addresses.contains(ip)), None)
 
     def _decide(
         self, subnet: Subnet, direction: str, src: str, dst: str, proto: str, port: int

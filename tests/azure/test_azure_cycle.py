@@ -14,7 +14,7 @@ from nsgsync.errors import LimitError, ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, NetworkPolicy, Topology
 from nsgsync.plan import Op, Plan
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from tests.azure.conftest import RG, SUB, VNET, VNET_CIDRS, Arm
@@ -23,16 +23,16 @@ from tests.cycle import CASES, EXAMPLE, mismatches, policy_change
 
 
 def plan(arm: Arm, topology: Topology, intent: Intent) -> Plan:
-    provider = load_provider("azure")
-    conn = provider.connect(topology, network_client=arm.client)
-    return make_plan(provider, topology, intent, connection=conn).plan
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    return make_plan(provider, intent, session=conn).plan
 
 
 def apply(arm: Arm, topology: Topology, intent: Intent) -> Plan:
-    provider = load_provider("azure")
-    conn = provider.connect(topology, network_client=arm.client)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
-    apply_plan(planned, conn, progress=lambda _: None)
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    planned = make_plan(provider, intent, session=conn).plan
+    apply_plan(provider, planned, conn, progress=lambda _: None)
     return planned
 
 
@@ -162,7 +162,7 @@ def test_existing_nsg_by_name_keeps_its_rules_and_tags(arm: Arm) -> None:
         arm.fake.add_rule(SUB, RG, nsg, f"team-{p}", {**base, "priority": p})
     topology, inventory = example(arm)
     segments = [
-        s.model_copy(update={"azure": {**(s.azure or {}), "nsgName": nsg}})
+        s.model_copy(update={"azure": {**s.provider_settings("azure"), "nsgName": nsg}})
         if s.name == "shop-db"
         else s
         for s in topology.segments
@@ -221,12 +221,12 @@ def test_hand_made_nsg_with_nsgsyncs_name_is_not_taken_over(arm: Arm) -> None:
 def test_throttling_is_retried_after_retry_after(arm: Arm) -> None:
     topology, inventory = example(arm)
     intent = compile_intent(topology, inventory)
-    provider = load_provider("azure")
-    conn = provider.connect(topology, network_client=arm.client)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    planned = make_plan(provider, intent, session=conn).plan
     arm.fake.clear_log()
     arm.fake.throttle(2, retry_after=1)
-    apply_plan(planned, conn, progress=lambda _: None)
+    apply_plan(provider, planned, conn, progress=lambda _: None)
     # the first write is answered 429 twice, then goes through after Retry-After each time
     assert [(s.method, s.status) for s in arm.fake.log[:3]] == [
         ("PUT", 429),
@@ -258,12 +258,12 @@ def test_the_evaluator_notices_a_missing_deny_rule(arm: Arm) -> None:
 def test_midway_failure_converges_on_next_apply(arm: Arm) -> None:
     topology, inventory = example(arm)
     intent = compile_intent(topology, inventory)
-    provider = load_provider("azure")
-    conn = provider.connect(topology, network_client=arm.client)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    planned = make_plan(provider, intent, session=conn).plan
     arm.fake.fail_writes_after(3)
     with pytest.raises(ProviderError, match="500"):
-        apply_plan(planned, conn, progress=lambda _: None)
+        apply_plan(provider, planned, conn, progress=lambda _: None)
     arm.fake.clear_faults()
     partial = plan(arm, topology, intent)
     assert 0 < partial.count(Op.ADD) < planned.count(Op.ADD)
@@ -336,7 +336,7 @@ def test_band_taken_by_others_fails_at_bind(arm: Arm) -> None:
         )
     topology, inventory = example(arm, priorityBand=[1000, 1017])
     segments = [
-        s.model_copy(update={"azure": {**(s.azure or {}), "nsgName": nsg}})
+        s.model_copy(update={"azure": {**s.provider_settings("azure"), "nsgName": nsg}})
         if s.name == "shop-db"
         else s
         for s in topology.segments

@@ -9,7 +9,7 @@ import pytest
 from nsgsync.compile import compile_intent
 from nsgsync.engine import make_plan
 from nsgsync.model import Topology
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from tests.test_goldens import CASES, check_golden
 
@@ -39,5 +39,5 @@ def with_fixed_azure(topology: Topology) -> Topology:
 def test_offline_plan_golden(case: Path, update_goldens: bool) -> None:
     topology = with_fixed_azure(load_topology(case / "topology.yaml"))
     intent = compile_intent(topology, load_manifests([case / "manifests"]))
-    planned = make_plan(load_provider("azure"), topology, intent, connection=None)
+    planned = make_plan(configure(topology), intent)
     check_golden(case / "plan-azure.json", planned.plan.to_json(), update_goldens)

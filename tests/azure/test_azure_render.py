@@ -22,10 +22,10 @@ from nsgsync.intent import (
 )
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.provider import load_provider
+from nsgsync.provider import Snapshot, configure
 from nsgsync.sources.files import topology_from_mapping
 from nsgsync_azure.priorities import assign, group_of, tier
-from nsgsync_azure.render import rule_body, rule_key
+from nsgsync_azure.render import check_limits, rule_body, rule_key
 
 SUB = "00000000-0000-0000-0000-000000000000"
 BASE = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"
@@ -87,7 +87,7 @@ def intent(db_in: DirectionIntent, db_out: DirectionIntent | None = None) -> Int
 
 
 def render(top: Topology, it: Intent) -> dict[str, Resource]:
-    desired, _ = load_provider("azure").render(it, top)
+    desired, _ = configure(top).desired(it, Snapshot())
     return {r.key: r for r in desired}
 
 
@@ -137,7 +137,7 @@ def test_isolated_direction_gets_allows_then_a_deny_and_open_an_allow_all() -> N
 
 def test_sctp_becomes_any_protocol_with_a_finding() -> None:
     isolated = DirectionIntent(isolated=True, rules=(rule(["10.0.2.0/24"], "SCTP"),))
-    desired, findings = load_provider("azure").render(intent(isolated), topology())
+    desired, findings = configure(topology()).desired(intent(isolated), Snapshot())
     sctp = [
         r.body["properties"]
         for r in desired
@@ -213,7 +213,7 @@ def test_segments_on_one_subnet_share_one_nsg() -> None:
 )
 def test_bad_azure_blocks_name_the_field(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(TopologyError) as info:
-        load_provider("azure").validate(topology(**changes))
+        configure(topology(**changes))
     assert info.value.field == field
 
 
@@ -297,16 +297,35 @@ def test_offline_plan_needs_no_credentials(
 def test_connect_without_a_client_builds_one_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     from azure.mgmt.network import NetworkManagementClient
 
-    from nsgsync_azure.client import AzureConnection
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    session = configure(topology()).session()
+    assert isinstance(session, NetworkManagementClient)
+    assert session._config.credential_scopes == ["https://management.azure.com/.default"]
+
+
+@pytest.mark.parametrize(
+    ("cloud", "host"),
+    [
+        ("AzureUSGovernment", "https://management.usgovcloudapi.net"),
+        ("AzureChinaCloud", "https://management.chinacloudapi.cn"),
+    ],
+)
+def test_sovereign_clouds_reach_their_own_arm(
+    monkeypatch: pytest.MonkeyPatch, cloud: str, host: str
+) -> None:
+    from azure.mgmt.network import NetworkManagementClient
 
     for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    conn = load_provider("azure").connect(topology())
-    assert isinstance(conn, AzureConnection)
-    assert isinstance(conn.client, NetworkManagementClient)
+    top = topology()
+    top = top.model_copy(update={"azure": {**top.provider_block("azure"), "cloud": cloud}})
+    session = configure(top).session()
+    assert isinstance(session, NetworkManagementClient)
+    assert session._config.credential_scopes == [f"{host}/.default"]
 
 
 def test_more_than_1000_rules_in_one_nsg_is_a_limit_error() -> None:
     rules = [rule_resource("big", f"nsgsync-db-in-{i:010x}") for i in range(1001)]
     with pytest.raises(LimitError, match="NSG big needs 1001 rules, over Azure's limit of 1000"):
-        load_provider("azure").check_limits(rules, topology())
+        check_limits(rules)

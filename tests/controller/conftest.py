@@ -21,7 +21,7 @@ __all__ = ["ec2", "moto_endpoint", "topology_file"]  # the AWS suite's fixtures,
 
 # Short enough for a quick suite, long enough for a loaded 2-core machine.
 DEBOUNCE = 0.5
-LEASE = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.2}
+LEASE: dict[str, Any] = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.2}
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import logging
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client
 import pytest
@@ -120,7 +121,7 @@ def test_one_leader_writes_and_the_other_takes_over(
     second = make_controller("second")
     wait_for(lambda: second.ready()[0], "the follower's caches synced")
     assert http_get(second, "/readyz") == (200, "ok (follower)\n")
-    assert api.get("Lease", "nsgsync", "nsgsync")["spec"]["holderIdentity"] == "first"
+    assert api.must("Lease", "nsgsync", "nsgsync")["spec"]["holderIdentity"] == "first"
 
     api.add(db_policy(9187))
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the leader applied the change")
@@ -129,14 +130,14 @@ def test_one_leader_writes_and_the_other_takes_over(
     assert metrics(second)[("nsgsync_reconciles_total", (("outcome", "applied"),))] == 0
 
     first.stop()
-    lease = api.get("Lease", "nsgsync", "nsgsync")["spec"]
+    lease = api.must("Lease", "nsgsync", "nsgsync")["spec"]
     # released on stop (and maybe already taken by the follower)
     assert lease.get("holderIdentity") in (None, "second")
     wait_for(second.elector.is_leader, "the follower leads", timeout=LEASE["lease_duration"] * 3)
     api.add(db_policy(9188))
     wait_for(lambda: 9188 in ingress_ports(ec2, "shop-db"), "the new leader applied a change")
-    assert api.get("Lease", "nsgsync", "nsgsync")["spec"]["holderIdentity"] == "second"
-    assert api.get("Lease", "nsgsync", "nsgsync")["spec"]["leaseTransitions"] == 1
+    assert api.must("Lease", "nsgsync", "nsgsync")["spec"]["holderIdentity"] == "second"
+    assert api.must("Lease", "nsgsync", "nsgsync")["spec"]["leaseTransitions"] == 1
 
 
 def test_an_unreachable_api_server_writes_nothing_and_is_not_ready(
@@ -193,7 +194,7 @@ def test_stop_mid_reconcile_releases_the_lease_and_a_rerun_converges(
         logging.getLogger("nsgsync.controller").removeHandler(handler)
     samples = controller.metrics.registry
     assert samples.get_sample_value("nsgsync_reconciles_total", {"outcome": "abandoned"}) == 1
-    assert "holderIdentity" not in api.get("Lease", "nsgsync", "nsgsync")["spec"]
+    assert "holderIdentity" not in api.must("Lease", "nsgsync", "nsgsync")["spec"]
     # the abandoned apply wrote some of its changes, not all
     args = ["-f", str(EXAMPLE), "--topology", str(topology_file), "--detailed-exitcode"]
     args.append("--namespaces-complete")  # as the watched cluster is
@@ -214,7 +215,7 @@ def test_metrics_and_events_after_a_scenario(api: KubeApi, ec2: Ec2, make_contro
         api.add(obj)
     wait_for(lambda: 9121 in ingress_ports(ec2, "shop-other"), "the widened rule")
 
-    def event() -> dict[str, object] | None:
+    def event() -> dict[str, Any] | None:
         found = [
             e for e in api.objects("Event", "shop") if e["regarding"]["name"] == "cache-metrics"
         ]
@@ -226,7 +227,7 @@ def test_metrics_and_events_after_a_scenario(api: KubeApi, ec2: Ec2, make_contro
     assert first["type"] == "Warning"
     assert first["reportingController"] == "nsgsync.io/controller"
     assert first["reportingInstance"] == "first"
-    policy = api.get("NetworkPolicy", "shop", "cache-metrics")
+    policy = api.must("NetworkPolicy", "shop", "cache-metrics")
     assert first["regarding"]["uid"] == policy["metadata"]["uid"]
     assert "selects only some pods of segment shop-other" in first["note"]
     # Resyncs (every second here) observe the finding again: the same Event counts up.
@@ -272,7 +273,7 @@ def test_attachments_follow_the_segments(
     controller = make_controller(apply_attachments=True)
     wait_for(lambda: ready(controller), "the leader's first reconcile")
     groups = owned_groups(ec2)
-    sgp = api.get("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring")
+    sgp = api.must("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring")
     assert sgp is not None
     assert sgp["spec"]["securityGroups"]["groupIds"] == [groups["monitoring"]]
     assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db") is not None
@@ -325,7 +326,7 @@ def test_a_lease_left_by_a_crashed_leader_is_taken_once_it_expires(
     assert not controller.elector.is_leader()
     assert owned_groups(ec2) == {}  # no write while the Lease may still be the other's
     wait_for(controller.elector.is_leader, "took the Lease over", timeout=3 * 3)
-    lease = api.get("Lease", "nsgsync", "nsgsync")["spec"]
+    lease = api.must("Lease", "nsgsync", "nsgsync")["spec"]
     assert lease["holderIdentity"] == "next" and lease["leaseTransitions"] == 5
     wait_for(lambda: "shop-db" in owned_groups(ec2), "the new leader reconciled")
 

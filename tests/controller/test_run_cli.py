@@ -81,7 +81,7 @@ def test_run_reconciles_then_stops_cleanly_on_sigterm(
     assert {"time", "level", "logger", "message"} <= set(logs[0])
     assert "SIGTERM received: stopping" in messages
     assert "released the Lease nsgsync/nsgsync" in messages
-    assert "holderIdentity" not in api.get("Lease", "nsgsync", "nsgsync")["spec"]
+    assert "holderIdentity" not in api.must("Lease", "nsgsync", "nsgsync")["spec"]
 
 
 def test_run_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:

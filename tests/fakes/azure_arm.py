@@ -6,7 +6,8 @@ long-running-operation polling, paging) runs for real. `make_client` wires it al
 
 What it serves: network security groups (with their rules, default rules and tags), security
 rules, subnets of seeded virtual networks, and Azure-AsyncOperation status URLs. Replies follow
-the shapes in tests/recordings/azure/*.json; the six default rules come from nsg.json.
+the shapes of the authored examples in tests/examples/azure_arm/*.json (written after ARM's
+REST reference, not captured from the service); the six default rules come from nsg.json.
 
 Behaviour copied from ARM on purpose, because code written against the fake must survive Azure:
 - A PUT replaces the whole resource. An NSG PUT without `securityRules` deletes its rules; a
@@ -46,7 +47,8 @@ from azure.mgmt.network import NetworkManagementClient
 
 Json = dict[str, Any]
 
-RECORDINGS = Path(__file__).resolve().parent.parent / "recordings" / "azure"
+# Authored examples of ARM's responses (not recordings of real traffic).
+RECORDINGS = Path(__file__).resolve().parent.parent / "examples" / "azure_arm"
 # .invalid never resolves, so a client that somehow bypassed the fake transport cannot reach Azure.
 FAKE_ARM_URL = "https://management.fake-arm.invalid"
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE", "POST"})
@@ -98,7 +100,7 @@ _PORTS = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 
 @cache
 def recording(name: str) -> Json:
-    """A recorded exchange from tests/recordings/azure: {note, request, response}.
+    """An authored example exchange from tests/examples/azure_arm: {note, request, response}.
 
     `response` holds status, headers and body.
     """

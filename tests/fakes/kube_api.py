@@ -276,6 +276,12 @@ class KubeApi:
         with self._state.lock:
             return self._remove(res, (namespace if res.namespaced else "", name)) is not None
 
+    def must(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """The stored object, which the caller knows exists."""
+        found = self.get(kind, namespace, name)
+        assert found is not None, f"no {kind} {namespace}/{name}"
+        return found
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         res = RESOURCES[kind]
         with self._state.lock:

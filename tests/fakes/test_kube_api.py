@@ -27,7 +27,7 @@ def api() -> Iterator[KubeApi]:
 
 def _events(api: KubeApi, **kwargs: Any) -> list[dict[str, Any]]:
     networking = kubernetes.client.NetworkingV1Api(api.api_client())
-    stream = kubernetes.watch.Watch().stream(
+    stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
         networking.list_network_policy_for_all_namespaces, timeout_seconds=1, **kwargs
     )
     return [{"type": e["type"], **e["raw_object"]} for e in stream]
@@ -62,10 +62,12 @@ def test_a_lease_update_with_a_stale_version_is_409(api: KubeApi) -> None:
     with pytest.raises(kubernetes.client.ApiException) as exists:
         leases.create_namespaced_lease("ns", body)
     assert exists.value.status == 409
+    assert created.spec is not None
     created.spec.holder_identity = "b"
     leases.replace_namespaced_lease("l", "ns", created)  # the version read: accepted
     created.spec.holder_identity = "c"
     with pytest.raises(kubernetes.client.ApiException) as conflict:
         leases.replace_namespaced_lease("l", "ns", created)  # stale now
     assert conflict.value.status == 409
-    assert leases.read_namespaced_lease("l", "ns").spec.holder_identity == "b"
+    spec = leases.read_namespaced_lease("l", "ns").spec
+    assert spec is not None and spec.holder_identity == "b"

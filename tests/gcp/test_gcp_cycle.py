@@ -17,9 +17,11 @@ from nsgsync.errors import LimitError, ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
 from nsgsync.plan import Op, Plan
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
+from nsgsync_gcp.config import load_config
+from nsgsync_gcp.render import render
 from tests.cycle import CASES, EXAMPLE, PORTS, mismatches, policy_change, probe_addresses
 from tests.fakes.gcp_compute import ApiError, FakeCompute, make_client
 from tests.gcp.conftest import (
@@ -37,20 +39,20 @@ FIREWALLS = f"/compute/v1/projects/{PROJECT}/global/firewalls"
 
 
 def connect(gcp: Gcp, topology: Topology) -> Any:
-    provider = load_provider("gcp")
-    return provider.connect(topology, firewalls_client=gcp.client, retry=FAST_RETRY)
+    provider = configure(topology)
+    return provider.session(firewalls_client=gcp.client, retry=FAST_RETRY)
 
 
 def plan(gcp: Gcp, topology: Topology, intent: Intent) -> Plan:
-    provider = load_provider("gcp")
-    return make_plan(provider, topology, intent, connection=connect(gcp, topology)).plan
+    provider = configure(topology)
+    return make_plan(provider, intent, session=connect(gcp, topology)).plan
 
 
 def apply(gcp: Gcp, topology: Topology, intent: Intent) -> Plan:
-    provider = load_provider("gcp")
+    provider = configure(topology)
     conn = connect(gcp, topology)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
-    apply_plan(planned, conn, progress=lambda _: None)
+    planned = make_plan(provider, intent, session=conn).plan
+    apply_plan(provider, planned, conn, progress=lambda _: None)
     return planned
 
 
@@ -190,15 +192,16 @@ def test_a_name_held_by_an_unowned_rule_stops_the_plan(gcp: Gcp) -> None:
 @pytest.mark.parametrize("status", [429, 503])
 def test_throttling_is_retried(gcp: Gcp, status: int) -> None:
     topology, intent = example()
-    provider = load_provider("gcp")
+    provider = configure(topology)
     conn = connect(gcp, topology)
     gcp.fake.throttle(2, status=status)  # the list is refused twice, then answered
-    planned = make_plan(provider, topology, intent, connection=conn).plan
+    made = make_plan(provider, intent, session=conn)
+    planned = made.plan
     assert gcp.fake.reads() == [("GET", FIREWALLS)] * 3
 
     gcp.fake.clear_calls()
     gcp.fake.throttle(2, status=status)  # the first insert is refused twice
-    apply_plan(planned, conn, progress=lambda _: None)
+    apply_plan(provider, made, conn, progress=lambda _: None)
     writes = gcp.fake.writes()
     assert writes[:3] == [("POST", FIREWALLS)] * 3
     assert [r.body["name"] for r in gcp.fake.requests[:3] if r.body] == [planned.changes[0].key] * 3
@@ -209,12 +212,12 @@ def test_throttling_is_retried(gcp: Gcp, status: int) -> None:
 
 def test_midway_failure_converges_on_next_apply(gcp: Gcp) -> None:
     topology, intent = example()
-    provider = load_provider("gcp")
+    provider = configure(topology)
     conn = connect(gcp, topology)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
+    planned = make_plan(provider, intent, session=conn).plan
     gcp.fake.fail_writes_after(3)
     with pytest.raises(ProviderError) as info:
-        apply_plan(planned, conn, progress=lambda _: None)
+        apply_plan(provider, planned, conn, progress=lambda _: None)
     assert "creating firewall rule nsgsync-" in str(info.value)
     gcp.fake.clear_faults()
     partial = plan(gcp, topology, intent)
@@ -239,8 +242,9 @@ def test_rule_quota_fails_the_plan_naming_count_and_limit(gcp: Gcp) -> None:
         plan(gcp, topology, intent)
     text = str(info.value)
     assert "over the limit of 3 (gcp.maxRules)" in text
-    assert f"needs {len(load_provider('gcp').render(intent, topology)[0])} firewall rules" in text
-    assert gcp.fake.calls == []
+    rules = render(intent, topology, *load_config(topology))[0]
+    assert f"needs {len(rules)} firewall rules" in text
+    assert gcp.fake.writes() == []
 
 
 def test_project_quota_reached_midway_is_a_provider_error(gcp: Gcp) -> None:
@@ -286,12 +290,12 @@ def test_connect_without_credentials_is_a_provider_error(
 ) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     topology, intent = example()
-    provider = load_provider("gcp")
+    provider = configure(topology)
     with pytest.raises(ProviderError) as info:
-        provider.connect(topology)
+        provider.session()
     assert "--offline" in str(info.value)
     # Offline needs no credentials at all.
-    offline = make_plan(provider, topology, intent, connection=None).plan
+    offline = make_plan(provider, intent).plan
     assert offline.count(Op.ADD) == len(offline.desired) > 0
 
 
@@ -382,12 +386,12 @@ def test_no_moment_of_an_apply_blocks_what_both_intents_allow(gcp: Gcp) -> None:
     def transition(old: Intent, new: Intent) -> None:
         wanted = both_allow(old, new)
         moments: list[list[tuple[str, str, str, int]]] = []
-        provider = load_provider("gcp")
+        provider = configure(topology)
         conn = connect(gcp, topology)
-        step = make_plan(provider, topology, new, connection=conn).plan
+        step = make_plan(provider, new, session=conn).plan
         assert {c.op for c in step.changes} >= {Op.CHANGE}
         # progress is called before every write: the state each write starts from.
-        apply_plan(step, conn, progress=lambda _: moments.append(blocked(wanted)))
+        apply_plan(provider, step, conn, progress=lambda _: moments.append(blocked(wanted)))
         moments.append(blocked(wanted))
         assert len(moments) > 3
         assert all(m == [] for m in moments), moments

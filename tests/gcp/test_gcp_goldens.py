@@ -12,7 +12,7 @@ import pytest
 
 from nsgsync.compile import compile_intent
 from nsgsync.engine import make_plan
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from tests.test_goldens import check_golden
 
@@ -31,5 +31,5 @@ def test_offline_plan_golden(case: Path, update_goldens: bool) -> None:
     topology = load_topology(case / "topology.yaml")
     topology = topology.model_copy(update={"provider": "gcp", "gcp": GCP})
     intent = compile_intent(topology, load_manifests([case / "manifests"]))
-    planned = make_plan(load_provider("gcp"), topology, intent, connection=None)
+    planned = make_plan(configure(topology), intent)
     check_golden(case / "plan-gcp.json", planned.plan.to_json(), update_goldens)

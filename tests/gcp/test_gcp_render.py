@@ -13,7 +13,7 @@ from nsgsync.errors import TopologyError
 from nsgsync.intent import Direction, DirectionIntent, Intent, IntentProtocol, Rule, SegmentIntent
 from nsgsync.model import Topology
 from nsgsync.plan import Resource
-from nsgsync.provider import load_provider
+from nsgsync.provider import Snapshot, configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync_gcp.render import MAX_RANGES, Identity
 from tests.gcp.conftest import gcp_block, with_gcp
@@ -23,7 +23,7 @@ NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 def render(intent: Intent, topology: Topology) -> list[Resource]:
-    return load_provider("gcp").render(intent, topology)[0]
+    return configure(topology).desired(intent, Snapshot())[0]
 
 
 def example(**gcp: Any) -> tuple[Topology, Intent]:
@@ -176,7 +176,8 @@ def test_target_service_accounts_and_a_segment_on_its_own_pool() -> None:
         (gcp_block(network="a/b"), "gcp.network", "VPC name"),
         (gcp_block(network="projects/host-1/global/networks/v"), "gcp", "host project"),
         (gcp_block(maxRules=0), "gcp.maxRules", "greater than"),
-        (gcp_block(region="europe-west1"), "gcp.region", "Extra inputs"),
+        (gcp_block(region="europe-west1"), "gcp.region", "unknown key"),
+        (gcp_block(maxRule=9), "gcp.maxRule", 'did you mean "maxRules"'),
     ],
 )
 def test_bad_gcp_block_is_a_topology_error(block: dict[str, Any], field: str, text: str) -> None:
@@ -184,6 +185,6 @@ def test_bad_gcp_block_is_a_topology_error(block: dict[str, Any], field: str, te
         update={"provider": "gcp", "gcp": block}
     )
     with pytest.raises(TopologyError) as info:
-        load_provider("gcp").validate(topology)
+        configure(topology)
     assert info.value.field == field
     assert text in str(info.value)

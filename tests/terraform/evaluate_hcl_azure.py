@@ -19,9 +19,9 @@ from typing import Any
 
 import hcl2
 
-from nsgsync.net import AddressSet
 from tests.azure.evaluate import Nsgs, Subnet
 from tests.fakes.azure_arm import recording
+from tests.oracle import Addrs
 from tests.terraform.evaluate_hcl import Parsed, reference, unquote
 
 NSG = "azurerm_network_security_group"
@@ -188,5 +188,5 @@ def nsgs_from_hcl(
         if nsg is not None:
             rules = [{"name": n, **p} for n, p in found.rules[nsg].items()] + defaults
         name = subnet_id.rsplit("/", 1)[-1]
-        out.append(Subnet(name, AddressSet.from_cidrs(prefixes), tuple(rules), nsg is not None))
-    return Nsgs(tuple(out), AddressSet.from_cidrs(vnet_cidrs))
+        out.append(Subnet(name, Addrs.of(prefixes), tuple(rules), nsg is not None))
+    return Nsgs(tuple(out), Addrs.of(vnet_cidrs))

@@ -7,8 +7,8 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from functools import cache
-from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ import hcl2
 import pytest
 
 import nsgsync.terraform as terraform_core
-from nsgsync.cli import export_cmd
 from nsgsync.cli.export_cmd import TerraformExport, export_json, export_terraform
 from nsgsync.cli.main import main
 from nsgsync.compile import compile_intent
@@ -24,14 +23,14 @@ from nsgsync.engine import apply_plan, make_plan
 from nsgsync.errors import ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
-from nsgsync.provider import Connection, load_provider
+from nsgsync.plan import Ident
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from nsgsync.terraform import (
     MARKER,
     ExportOptions,
     TerraformRenderer,
-    installed,
     load_renderer,
 )
 from nsgsync.terraform.hcl import is_identifier
@@ -56,16 +55,16 @@ def with_aws(topology: Topology, **aws: Any) -> Topology:
 def export(
     topology: Topology,
     intent: Intent,
-    connection: Connection | None = None,
+    connection: object | None = None,
     **options: Any,
 ) -> TerraformExport:
-    provider = load_provider("aws")
+    provider = configure(topology)
     return export_terraform(
         provider,
         renderer,
         topology,
         intent,
-        connection=connection,
+        session=connection,
         options=ExportOptions(**options),
     )
 
@@ -250,7 +249,7 @@ def test_addresses_are_readable_unique_and_derived_from_the_key() -> None:
 def test_addresses_that_sanitise_alike_are_numbered() -> None:
     topology, _, result = example()
     group = next(r for r in result.desired if r.key == "sg/shop-db")
-    twin = type(group)(group.type, "sg/shop-db-", group.body, "shop-db-")
+    twin = replace(group, ident=Ident("sg", ("shop-db-",)), segment="shop-db-")
     got = renderer.addresses([group, twin], topology)
     assert got == {
         "sg/shop-db": "aws_security_group.shop_db",
@@ -354,13 +353,13 @@ def test_import_blocks_carry_the_cloud_ids_of_what_exists(ec2: Ec2, peer_mode: s
     )
     inventory = load_manifests([EXAMPLE / "cluster"])
     intent = compile_intent(topology, inventory)
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=ec2.client)
+    provider = configure(topology)
+    conn = provider.session(ec2=ec2.client)
     apply_plan(
-        make_plan(provider, topology, intent, connection=conn).plan, conn, progress=lambda _: None
+        provider, make_plan(provider, intent, session=conn).plan, conn, progress=lambda _: None
     )
 
-    result = export(topology, intent, provider.connect(topology, ec2=ec2.client))
+    result = export(topology, intent, provider.session(ec2=ec2.client))
     parsed = check_files(result.texts)
     imports = dict(parsed.imports)
     assert len(imports) == len(parsed.imports), "one import block per address"
@@ -371,7 +370,7 @@ def test_import_blocks_carry_the_cloud_ids_of_what_exists(ec2: Ec2, peer_mode: s
 
     # After a policy change, what exists is imported and the new rule is created.
     intent2 = compile_intent(topology, extra_policy(inventory))
-    again = export(topology, intent2, provider.connect(topology, ec2=ec2.client))
+    again = export(topology, intent2, provider.session(ec2=ec2.client))
     parsed2 = Parsed.texts(again.texts)
     new = set(parsed2.resources) - set(dict(parsed2.imports))
     assert new == {"aws_vpc_security_group_ingress_rule.shop_db_tcp_443_192_0_2_0_24"}
@@ -381,17 +380,9 @@ def test_import_blocks_carry_the_cloud_ids_of_what_exists(ec2: Ec2, peer_mode: s
 # --- the command line ---
 
 
-@pytest.fixture
-def aws_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until pyproject declares the `nsgsync.terraform` entry points, find it directly."""
-    if "aws" not in installed():
-        monkeypatch.setattr(export_cmd, "load_renderer", lambda name: renderer)
-
-
 EXAMPLE_ARGS = ["-f", str(EXAMPLE / "cluster"), "--topology", str(EXAMPLE / "topology.yaml")]
 
 
-@pytest.mark.usefixtures("aws_renderer")
 def test_cli_writes_the_files_and_removes_only_its_own_stale_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -415,7 +406,6 @@ def test_cli_writes_the_files_and_removes_only_its_own_stale_ones(
     assert 'variable "region"' not in (out / "variables.tf").read_text()
 
 
-@pytest.mark.usefixtures("aws_renderer")
 def test_cli_refuses_to_overwrite_a_file_it_did_not_write(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -455,17 +445,15 @@ def test_export_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 def test_export_json_lists_the_cloud_ids_of_what_exists(ec2: Ec2) -> None:
     topology = with_aws(load_topology(EXAMPLE / "topology.yaml"), vpcId=ec2.vpc_id)
     intent = compile_intent(topology, load_manifests([EXAMPLE / "cluster"]))
-    provider = load_provider("aws")
-    offline = export_json(provider, topology, intent)
+    provider = configure(topology)
+    offline = export_json(provider, intent)
     assert "existing" not in offline
-    conn = provider.connect(topology, ec2=ec2.client)
-    assert export_json(provider, topology, intent, connection=conn)["existing"] == {}
+    conn = provider.session(ec2=ec2.client)
+    assert export_json(provider, intent, session=conn)["existing"] == {}
     apply_plan(
-        make_plan(provider, topology, intent, connection=conn).plan, conn, progress=lambda _: None
+        provider, make_plan(provider, intent, session=conn).plan, conn, progress=lambda _: None
     )
-    doc = export_json(
-        provider, topology, intent, connection=provider.connect(topology, ec2=ec2.client)
-    )
+    doc = export_json(provider, intent, session=provider.session(ec2=ec2.client))
     assert doc["desired"] == offline["desired"], "desired stays unbound: peers as placeholders"
     parsed = Parsed.texts(export(topology, intent).texts)
     by_address = cloud_ids(ec2, parsed)
@@ -473,13 +461,21 @@ def test_export_json_lists_the_cloud_ids_of_what_exists(ec2: Ec2) -> None:
     assert doc["existing"] == {key: by_address[addresses[key]] for key in addresses}
 
 
-def test_the_entry_point_to_declare_loads_the_aws_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Exactly the line pyproject.toml declares under [project.entry-points."nsgsync.terraform"].
-    group = terraform_core.GROUP
-    points = [EntryPoint("aws", "nsgsync_aws.terraform:renderer", group)]
-    monkeypatch.setattr(terraform_core, "entry_points", lambda group: points)
-    assert load_renderer("aws") is renderer
+def test_the_entry_point_to_declare_loads_the_aws_renderer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Exactly the line pyproject.toml declares under [project.entry-points."nsgsync.terraform"],
+    # installed under other names by a distribution of the test's own (a dist-info on sys.path).
+    info = tmp_path / "nsgsync_declared-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nsgsync-declared\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{terraform_core.GROUP}]\n"
+        "declared = nsgsync_aws.terraform:renderer\n"
+        "wrong = nsgsync_aws.terraform:GROUP_TYPE\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_renderer("declared") is renderer
     assert isinstance(renderer, TerraformRenderer)
-    points[0] = EntryPoint("aws", "nsgsync_aws.terraform:GROUP_TYPE", group)
     with pytest.raises(ProviderError, match="not a Terraform renderer"):
-        load_renderer("aws")
+        load_renderer("wrong")

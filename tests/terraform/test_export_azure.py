@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
-from nsgsync.plan import Resource
-from nsgsync.provider import Connection, load_provider
+from nsgsync.plan import Ident, Resource
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from nsgsync.terraform import MARKER, ExportOptions, TerraformRenderer, load_renderer
@@ -65,14 +66,14 @@ def arm() -> Arm:
 
 
 def export(
-    topology: Topology, intent: Intent, connection: Connection | None = None, **options: Any
+    topology: Topology, intent: Intent, connection: object | None = None, **options: Any
 ) -> TerraformExport:
     return export_terraform(
-        load_provider("azure"),
+        configure(topology),
         renderer,
         topology,
         intent,
-        connection=connection,
+        session=connection,
         options=ExportOptions(**options),
     )
 
@@ -82,7 +83,7 @@ def segment_subnets(topology: Topology) -> dict[str, list[str]]:
     exactly its segments' pods."""
     out: dict[str, list[str]] = {}
     for seg in topology.segments:
-        subnet = (seg.azure or {}).get("subnetId")
+        subnet = seg.provider_settings("azure").get("subnetId")
         if subnet:
             out.setdefault(subnet, []).extend(seg.cidrs)
     return out
@@ -315,7 +316,7 @@ def test_port_lists_ranges_and_chunks_get_distinct_names() -> None:
         else:
             props["destinationPortRanges"] = ports
         body = {"name": name, "properties": props}
-        return Resource(rule.type, f"sr/nsgsync-demo-eu-1-shop-db/{name}", body, "shop-db")
+        return replace(rule, ident=Ident("sr", ("nsgsync-demo-eu-1-shop-db", name)), body=body)
 
     got = renderer.addresses(
         [
@@ -338,7 +339,7 @@ def test_port_lists_ranges_and_chunks_get_distinct_names() -> None:
 def test_addresses_that_sanitise_alike_are_numbered() -> None:
     topology, _, result = example()
     nsg = next(r for r in result.desired if r.key == "nsg/nsgsync-demo-eu-1-shop-db")
-    twin = Resource(nsg.type, "nsg/nsgsync-demo-eu-1-shop-db-", nsg.body, "shop-db-")
+    twin = replace(nsg, ident=Ident("nsg", ("nsgsync-demo-eu-1-shop-db-",)), segment="shop-db-")
     assert renderer.addresses([nsg, twin], topology) == {
         "nsg/nsgsync-demo-eu-1-shop-db": f"{NSG}.shop_db",
         "nsg/nsgsync-demo-eu-1-shop-db-": f"{NSG}.shop_db_2",
@@ -390,14 +391,14 @@ def test_a_policy_change_gives_a_small_diff() -> None:
 
 
 def apply(arm: Arm, topology: Topology, intent: Intent) -> None:
-    provider = load_provider("azure")
-    conn = provider.connect(topology, network_client=arm.client)
-    planned = make_plan(provider, topology, intent, connection=conn).plan
-    apply_plan(planned, conn, progress=lambda _: None)
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    planned = make_plan(provider, intent, session=conn).plan
+    apply_plan(provider, planned, conn, progress=lambda _: None)
 
 
-def connect(arm: Arm, topology: Topology) -> Connection:
-    return load_provider("azure").connect(topology, network_client=arm.client)
+def connect(arm: Arm, topology: Topology) -> object:
+    return configure(topology).session(network_client=arm.client)
 
 
 def cloud_ids(arm: Arm, texts: Mapping[str, str]) -> dict[str, str]:
@@ -474,7 +475,7 @@ def test_an_existing_nsg_is_a_data_source_and_only_its_rules_are_imported(arm: A
     arm.fake.add_nsg(SUB, RG, nsg, tags={"owner": "team-db"})
     topology = arm.with_azure(load_topology(EXAMPLE / "topology.yaml"))
     segments = [
-        s.model_copy(update={"azure": {**(s.azure or {}), "nsgName": nsg}})
+        s.model_copy(update={"azure": {**s.provider_settings("azure"), "nsgName": nsg}})
         if s.name == "shop-db"
         else s
         for s in topology.segments
@@ -522,7 +523,7 @@ def test_cli_exports_an_azure_topology(tmp_path: Path, capsys: pytest.CaptureFix
     doc["provider"] = "azure"
     doc["azure"] = topology.provider_block("azure")
     for seg in doc["segments"]:
-        seg["azure"] = dict(topology.segment(seg["name"]).azure or {})
+        seg["azure"] = topology.segment(seg["name"]).provider_settings("azure")
     (tmp_path / "topology.yaml").write_text(yaml.safe_dump(doc))
     out = tmp_path / "tf"
     args = ["-f", str(EXAMPLE / "cluster"), "--topology", str(tmp_path / "topology.yaml")]
@@ -583,16 +584,14 @@ def test_the_module_gives_the_arguments_of_the_generated_code(tmp_path: Path) ->
     base = example()[0]
     # shop-db's rules in an existing NSG: the module finds it by name, as the code's data source
     segments = [
-        s.model_copy(update={"azure": {**(s.azure or {}), "nsgName": "Team-DB-NSG"}})
+        s.model_copy(update={"azure": {**s.provider_settings("azure"), "nsgName": "Team-DB-NSG"}})
         if s.name == "shop-db"
         else s
         for s in base.segments
     ]
     topology = base.model_copy(update={"segments": segments})
     intent = compile_intent(topology, load_manifests([EXAMPLE / "cluster"]))
-    (tmp_path / "nsgsync.json").write_text(
-        json.dumps(export_json(load_provider("azure"), topology, intent))
-    )
+    (tmp_path / "nsgsync.json").write_text(json.dumps(export_json(configure(topology), intent)))
     variables = 'variable "resources_file" {\n  default = "nsgsync.json"\n}\n'
     variables += 'variable "resource_group_name" {\n  default = "rg-nsgsync"\n}\n'
     (tmp_path / "main.tf").write_text(variables + module_probe((MODULE / "main.tf").read_text()))

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
-from nsgsync.plan import Resource
-from nsgsync.provider import Connection, load_provider
+from nsgsync.plan import Ident, Resource
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from nsgsync.sources.files import Document, parse_policy
 from nsgsync.terraform import MARKER, ExportOptions, TerraformRenderer, load_renderer
@@ -61,14 +62,14 @@ def seeds_topology(path: Path) -> Topology:
 
 
 def export(
-    topology: Topology, intent: Intent, connection: Connection | None = None, **options: Any
+    topology: Topology, intent: Intent, connection: object | None = None, **options: Any
 ) -> TerraformExport:
     return export_terraform(
-        load_provider("gcp"),
+        configure(topology),
         renderer,
         topology,
         intent,
-        connection=connection,
+        session=connection,
         options=ExportOptions(**options),
     )
 
@@ -344,7 +345,7 @@ def test_addresses_are_readable_unique_and_derived_from_the_key() -> None:
 
 
 def variant(rule: Resource, key: str, **body: Any) -> Resource:
-    return Resource(rule.type, key, {**rule.body, "name": key, **body}, rule.segment)
+    return replace(rule, ident=Ident("", (key,)), body={**rule.body, "name": key, **body})
 
 
 def test_addresses_name_ports_ranges_and_fall_back_on_the_hash() -> None:
@@ -427,18 +428,18 @@ def compute() -> Iterator[Gcp]:
         yield Gcp(fake, make_client(fake))
 
 
-def connect(gcp: Gcp, topology: Topology) -> Connection:
-    return load_provider("gcp").connect(topology, firewalls_client=gcp.client, retry=FAST_RETRY)
+def connect(gcp: Gcp, topology: Topology) -> object:
+    return configure(topology).session(firewalls_client=gcp.client, retry=FAST_RETRY)
 
 
 def test_import_blocks_carry_the_ids_of_what_exists(compute: Gcp) -> None:
     topology = with_gcp(load_topology(EXAMPLE / "topology.yaml"))
     inventory = load_manifests([EXAMPLE / "cluster"])
     intent = compile_intent(topology, inventory)
-    provider = load_provider("gcp")
+    provider = configure(topology)
     conn = connect(compute, topology)
     apply_plan(
-        make_plan(provider, topology, intent, connection=conn).plan, conn, progress=lambda _: None
+        provider, make_plan(provider, intent, session=conn).plan, conn, progress=lambda _: None
     )
 
     result = export(topology, intent, connect(compute, topology))
@@ -460,7 +461,7 @@ def test_import_blocks_carry_the_ids_of_what_exists(compute: Gcp) -> None:
     assert list(result.changes) == []
 
     # `export json --import-existing` names the same ids, for the module's import blocks.
-    doc = export_json(load_provider("gcp"), topology, intent, connection=connect(compute, topology))
+    doc = export_json(configure(topology), intent, session=connect(compute, topology))
     assert doc["existing"] == result.imports
 
     # After a policy change, what exists is imported and the new rule is created.
@@ -480,9 +481,7 @@ def test_what_the_files_create_is_what_nsgsync_wants(compute: Gcp) -> None:
     for _, attrs in parsed.of_type(FIREWALL):
         project, body = firewall_dict(attrs, parsed)
         compute.fake.seed_firewall(project, body)
-    planned = make_plan(
-        load_provider("gcp"), topology, intent, connection=connect(compute, topology)
-    )
+    planned = make_plan(configure(topology), intent, session=connect(compute, topology))
     assert planned.plan.empty, [c.key for c in planned.plan.changes]
     imported = export(topology, intent, connect(compute, topology))
     assert sorted(imported.imports) == sorted(imported.addresses)

@@ -22,7 +22,7 @@ from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.intent import Intent
 from nsgsync.model import Topology
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources import load_manifests, load_topology
 from tests.aws.conftest import REGION, Ec2
 from tests.aws.evaluate import Groups
@@ -140,14 +140,12 @@ def test_terraform_adopts_what_nsgsync_applied_without_recreating_it(
 ) -> None:
     topology = with_aws(load_topology(EXAMPLE / "topology.yaml"), vpcId=ec2.vpc_id)
     intent = compile_intent(topology, load_manifests([EXAMPLE / "cluster"]))
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=ec2.client)
+    provider = configure(topology)
+    conn = provider.session(ec2=ec2.client)
     apply_plan(
-        make_plan(provider, topology, intent, connection=conn).plan, conn, progress=lambda _: None
+        provider, make_plan(provider, intent, session=conn).plan, conn, progress=lambda _: None
     )
-    result = export(
-        topology, intent, provider.connect(topology, ec2=ec2.client), provider_block=False
-    )
+    result = export(topology, intent, provider.session(ec2=ec2.client), provider_block=False)
     folder = tmp_path / "adopt"
     folder.mkdir()
     for name, text in result.texts.items():
@@ -188,14 +186,12 @@ output "security_group_ids" {{
 def test_the_example_root_adopts_what_nsgsync_applied(ec2: Ec2, tmp_path: Path) -> None:
     topology = with_aws(load_topology(EXAMPLE / "topology.yaml"), vpcId=ec2.vpc_id)
     intent = compile_intent(topology, load_manifests([EXAMPLE / "cluster"]))
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=ec2.client)
+    provider = configure(topology)
+    conn = provider.session(ec2=ec2.client)
     apply_plan(
-        make_plan(provider, topology, intent, connection=conn).plan, conn, progress=lambda _: None
+        provider, make_plan(provider, intent, session=conn).plan, conn, progress=lambda _: None
     )
-    doc = export_json(
-        provider, topology, intent, connection=provider.connect(topology, ec2=ec2.client)
-    )
+    doc = export_json(provider, intent, session=provider.session(ec2=ec2.client))
     assert len(doc["existing"]) == len(doc["desired"])
     shutil.copytree(ROOT / "terraform", tmp_path / "terraform")
     root = tmp_path / "terraform/examples/aws"

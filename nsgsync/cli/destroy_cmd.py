@@ -1,0 +1,86 @@
+"""`nsgsync destroy`: remove everything nsgsync owns for the cluster, through the same
+plan, review, guardrails and engine as apply."""
+
+from __future__ import annotations
+
+import argparse
+
+from nsgsync.cli.common import progress
+from nsgsync.cli.plan_cmd import _review_and_apply
+from nsgsync.engine import Guardrails, check_guardrails, make_plan
+from nsgsync.intent import Intent
+from nsgsync.plan.text import render_plan
+from nsgsync.provider import configure
+from nsgsync.sources import load_topology
+
+EXAMPLES = """\
+examples:
+  nsgsync destroy --topology topology.yaml --plan                  # what would go, changes nothing
+  nsgsync destroy --topology topology.yaml --plan -o json --detailed-exitcode
+  nsgsync destroy --topology topology.yaml                         # asks before changing
+  nsgsync destroy --topology topology.yaml --auto-approve --max-deletions 200
+
+Only what carries nsgsync's ownership marks for this cluster is removed; rules first, then
+the groups (NSGs) that held them. Exit codes: 0 success (with --detailed-exitcode: nothing
+to destroy), 1 error, 2 something was (or, with --plan, would be) destroyed.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "destroy",
+        help="remove everything nsgsync owns for the cluster",
+        description="Plan the removal of every resource nsgsync owns for the topology's "
+        "cluster, show it, and (after confirmation) apply it.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--topology", required=True, metavar="FILE", help="the cluster's topology")
+    p.add_argument("--plan", action="store_true", help="only show what would be destroyed")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when something is (or would be) destroyed, 0 when nothing is",
+    )
+    p.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--max-deletions",
+        type=int,
+        metavar="N",
+        help="refuse a plan that destroys more than N resources",
+    )
+    p.set_defaults(run=run_destroy)
+
+
+def run_destroy(args: argparse.Namespace) -> int:
+    topology = load_topology(args.topology)
+    adapter = configure(topology, source=args.topology)
+    session = adapter.session()
+    progress(f"reading what nsgsync owns for cluster {topology.cluster} ...")
+    nothing = Intent(cluster=topology.cluster, segments=())
+    planned = make_plan(
+        adapter, nothing, session=session, destroy=True, notes=["destroy: remove everything"]
+    )
+    plan = planned.plan
+    check_guardrails(
+        plan,
+        guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
+        policy_count=0,
+        owned_count=len(planned.actual),
+    )
+    changed = 2 if args.detailed_exitcode and not plan.empty else 0
+    if args.plan or args.output == "json":
+        print(plan.to_json() if args.output == "json" else render_plan(plan), end="")
+        if args.plan:
+            return changed
+    code = _review_and_apply(
+        plan,
+        adapter,
+        session,
+        snapshot=planned.snapshot,
+        auto_approve=args.auto_approve,
+        verb="Destroy",
+        show=args.output != "json",
+    )
+    return code or changed
