@@ -132,20 +132,27 @@ class _Shape:
         self.on_path: set[int] = set()
         self.aliased = 0
 
-    def walk(self, node: Node, level: int) -> tuple[int, int]:
-        key = id(node)
-        known = self.seen.get(key)
-        if known is not None:
-            # A second visit is an alias: its whole expansion comes on top.
-            self.aliased += known[0]
-            if level + known[1] - 1 > MAX_DEPTH:
-                raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
-            return known
+    def revisit(self, node: Node, level: int, size: int, height: int) -> None:
+        """A second visit is an alias: its whole expansion comes on top."""
+        self.aliased += size
+        if level + height - 1 > MAX_DEPTH:
+            raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
+
+    def enter(self, node: Node, level: int, key: int) -> None:
+        """A first visit: not too deep, and not inside itself."""
         if level > MAX_DEPTH:
             raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
         if key in self.on_path:
             raise _Refused("an alias refers to a node that contains it", _line(node))
         self.on_path.add(key)
+
+    def walk(self, node: Node, level: int) -> tuple[int, int]:
+        key = id(node)
+        known = self.seen.get(key)
+        if known is not None:
+            self.revisit(node, level, *known)
+            return known
+        self.enter(node, level, key)
         total, height = 1, 1
         kids = (
             [n for pair in node.value for n in pair]
@@ -177,7 +184,7 @@ class _Fallback(Exception):
     """A node the one-pass builder leaves to PyYAML's constructor (merge keys, odd tags)."""
 
 
-class _Builder:
+class _Builder(_Shape):
     """A document's value from its nodes in one pass, checked as it is built.
 
     Depth, self-reference, alias expansion and duplicate keys are checked on the way, as
@@ -189,11 +196,10 @@ class _Builder:
     """
 
     def __init__(self, loader: Any) -> None:
+        super().__init__()
         self.loader = loader
         self.constructors: dict[Any, Any] = loader.yaml_constructors
         self.done: dict[int, tuple[Any, int, int]] = {}  # id -> (value, expanded size, height)
-        self.on_path: set[int] = set()
-        self.aliased = 0
 
     def scalar(self, node: ScalarNode) -> Any:
         tag = node.tag
@@ -212,16 +218,9 @@ class _Builder:
         key = id(node)
         known = self.done.get(key)
         if known is not None:
-            # A second visit is an alias: its whole expansion comes on top.
-            self.aliased += known[1]
-            if level + known[2] - 1 > MAX_DEPTH:
-                raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
+            self.revisit(node, level, known[1], known[2])
             return known
-        if level > MAX_DEPTH:
-            raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", _line(node))
-        if key in self.on_path:
-            raise _Refused("an alias refers to a node that contains it", _line(node))
-        self.on_path.add(key)
+        self.enter(node, level, key)
         size, height = 1, 1
         value: Any
         if cls is SequenceNode and node.tag == _SEQ_TAG:
