@@ -61,24 +61,29 @@ _DNS1123_SUBDOMAIN_MSG = (
 )
 
 
+_PORT_NAME_CHARS = re.compile(r"[-a-z0-9]*")
+
+
+def _checked(
+    value: str, limit: int, pattern: re.Pattern[str], message: str, *, part: str = ""
+) -> list[str]:
+    """The API server's two complaints about a name: its length, then its characters."""
+    errors = []
+    if len(value) > limit:
+        errors.append(f"{part}must be no more than {limit} characters")
+    if not pattern.fullmatch(value):
+        errors.append(f"{part}{message}")
+    return errors
+
+
 def dns1123_label_errors(value: str) -> list[str]:
     """Why `value` is not a DNS-1123 label (a Namespace name), as the API server says it."""
-    errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not _DNS1123_LABEL.fullmatch(value):
-        errors.append(_DNS1123_LABEL_MSG)
-    return errors
+    return _checked(value, 63, _DNS1123_LABEL, _DNS1123_LABEL_MSG)
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
     """Why `value` is not a DNS-1123 subdomain (a Pod or NetworkPolicy name)."""
-    errors = []
-    if len(value) > 253:
-        errors.append("must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN.fullmatch(value):
-        errors.append(_DNS1123_SUBDOMAIN_MSG)
-    return errors
+    return _checked(value, 253, _DNS1123_SUBDOMAIN, _DNS1123_SUBDOMAIN_MSG)
 
 
 def label_key_errors(key: str) -> list[str]:
@@ -100,30 +105,21 @@ def label_key_errors(key: str) -> list[str]:
         ]
     if not name:
         return ["name part must be non-empty"]
-    errors = []
-    if len(name) > 63:
-        errors.append("name part must be no more than 63 characters")
-    if not _QUALIFIED_NAME.fullmatch(name):
-        errors.append(f"name part {_QUALIFIED_NAME_MSG}")
-    return errors
+    return _checked(name, 63, _QUALIFIED_NAME, _QUALIFIED_NAME_MSG, part="name part ")
 
 
 def label_value_errors(value: str) -> list[str]:
-    errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not _LABEL_VALUE.fullmatch(value):
-        errors.append(_LABEL_VALUE_MSG)
-    return errors
+    return _checked(value, 63, _LABEL_VALUE, _LABEL_VALUE_MSG)
 
 
 def port_name_errors(value: str) -> list[str]:
     """Why `value` is not an IANA service name (a named port), as the API server says it."""
-    errors = []
-    if len(value) > 15:
-        errors.append("must be no more than 15 characters")
-    if not re.fullmatch(r"[-a-z0-9]*", value):
-        errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    errors = _checked(
+        value,
+        15,
+        _PORT_NAME_CHARS,
+        "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+    )
     if "--" in value:
         errors.append("must not contain consecutive hyphens (-)")
     if not re.search("[a-z]", value):
