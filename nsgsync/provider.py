@@ -223,6 +223,22 @@ def settings(
         ) from exc
 
 
+def segment_settings(
+    model: type[M], topology: Topology, provider: str, *, source: str | None = None
+) -> dict[str, M]:
+    """Each segment's block for `provider` (`segments[i].aws`), validated as `model`."""
+    return {
+        seg.name: settings(
+            model,
+            seg.provider_settings(provider),
+            topology=topology,
+            field=f"segments[{i}].{provider}",
+            source=source,
+        )
+        for i, seg in enumerate(topology.segments)
+    }
+
+
 def installed() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=GROUP))
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nsgsync.model import Topology
-from nsgsync.provider import settings
+from nsgsync.provider import segment_settings, settings
 
 
 class AwsConfig(BaseModel):
@@ -35,14 +35,4 @@ def load_config(
     config = settings(
         AwsConfig, topology.provider_block("aws"), topology=topology, field="aws", source=source
     )
-    segments = {
-        seg.name: settings(
-            AwsSegmentConfig,
-            seg.provider_settings("aws"),
-            topology=topology,
-            field=f"segments[{i}].aws",
-            source=source,
-        )
-        for i, seg in enumerate(topology.segments)
-    }
-    return config, segments
+    return config, segment_settings(AwsSegmentConfig, topology, "aws", source=source)

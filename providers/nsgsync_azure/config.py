@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nsgsync.errors import TopologyError
 from nsgsync.model import Topology
-from nsgsync.provider import settings
+from nsgsync.provider import segment_settings, settings
 
 _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # ARM's rule for resource names: 1-80 word characters, '.', '-', '_'; no trailing '.' or '-'.
@@ -156,15 +156,9 @@ def load(topology: Topology, *, source: str | None = None) -> Settings:
     explicit: dict[str, str] = {}
     subnets: dict[str, list[str]] = {}
     spelled: dict[str, str] = {}
+    validated = segment_settings(AzureSegmentConfig, topology, "azure", source=source)
     for i, seg in enumerate(topology.segments):
-        cfg = settings(
-            AzureSegmentConfig,
-            seg.provider_settings("azure"),
-            topology=topology,
-            field=f"segments[{i}].azure",
-            source=source,
-        )
-        segments[seg.name] = cfg
+        cfg = segments[seg.name] = validated[seg.name]
         if cfg.nsg_name is None and cfg.subnet_id is None:
             raise TopologyError(
                 "give subnetId (the pod subnet whose NSG nsgsync creates and associates) or "

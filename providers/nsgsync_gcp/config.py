@@ -7,7 +7,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nsgsync.model import Topology
-from nsgsync.provider import settings
+from nsgsync.provider import segment_settings, settings
 
 # GKE's own allow rules for the pod ranges sit at 1000; a deny that must win sits below it.
 GKE_PRIORITY = 1000
@@ -161,14 +161,4 @@ def load_config(
     config = settings(
         GcpConfig, topology.provider_block("gcp"), topology=topology, field="gcp", source=source
     )
-    segments = {
-        seg.name: settings(
-            GcpSegmentConfig,
-            seg.provider_settings("gcp"),
-            topology=topology,
-            field=f"segments[{i}].gcp",
-            source=source,
-        )
-        for i, seg in enumerate(topology.segments)
-    }
-    return config, segments
+    return config, segment_settings(GcpSegmentConfig, topology, "gcp", source=source)
