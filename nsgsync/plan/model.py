@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+import orjson
 
 from nsgsync.intent import API_VERSION
 from nsgsync.jsontext import pretty
@@ -57,7 +58,8 @@ def _plain(value: object) -> object:
 
 
 def _canonical(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
+    # orjson: a plan builds one per resource, 134,000 at 10,000 policies on AWS.
+    return orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS).decode()
 
 
 class Body(Mapping[str, Any]):
@@ -77,7 +79,7 @@ class Body(Mapping[str, Any]):
             return
         self._text = _canonical(data)
         # A copy in the caller's key order (plans print it), with tuples as JSON lists.
-        self._data = json.loads(json.dumps(data, default=_plain))
+        self._data = orjson.loads(orjson.dumps(data, default=_plain))
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
