@@ -10,7 +10,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-Interval = tuple[int, int]
+from nsgsync.net.intervals import Interval
+from nsgsync.net.intervals import intersect as _intersect
+from nsgsync.net.intervals import normalize as _normalize
+from nsgsync.net.intervals import subtract as _subtract
+
 PROTOCOLS = ("TCP", "UDP", "SCTP", "OTHER")
 _UNIVERSE: dict[str, tuple[Interval, ...]] = {
     "TCP": ((1, 65535),),
@@ -18,45 +22,6 @@ _UNIVERSE: dict[str, tuple[Interval, ...]] = {
     "SCTP": ((1, 65535),),
     "OTHER": ((0, 0),),
 }
-
-
-def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
-    out: list[Interval] = []
-    for lo, hi in sorted(intervals):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(hi, out[-1][1]))
-        else:
-            out.append((lo, hi))
-    return tuple(out)
-
-
-def _intersect(a: tuple[Interval, ...], b: tuple[Interval, ...]) -> tuple[Interval, ...]:
-    out: list[Interval] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return tuple(out)
-
-
-def _subtract(a: tuple[Interval, ...], b: tuple[Interval, ...]) -> tuple[Interval, ...]:
-    for lo, hi in b:
-        cut: list[Interval] = []
-        for x, y in a:
-            if y < lo or x > hi:
-                cut.append((x, y))
-                continue
-            if x < lo:
-                cut.append((x, lo - 1))
-            if y > hi:
-                cut.append((hi + 1, y))
-        a = tuple(cut)
-    return a
 
 
 @dataclass(frozen=True, slots=True)

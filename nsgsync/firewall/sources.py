@@ -14,11 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nsgsync.errors import ProviderError
-from nsgsync.firewall.ports import ALL, Interval, Ports
+from nsgsync.firewall.ports import ALL, Ports
 from nsgsync.firewall.tables import Endpoint, Endpoints, Entry, Table
 from nsgsync.intent import Direction, Intent
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
+from nsgsync.net.intervals import Interval
 from nsgsync.plan import Resource
 
 Tables = dict[tuple[str, str], Table]  # (segment, "ingress" | "egress") -> table

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nsgsync.net.intervals import normalize
+
 MIN_PORT = 1
 MAX_PORT = 65535
 
@@ -15,13 +17,7 @@ class PortSet:
 
     @classmethod
     def of(cls, ranges: Iterable[tuple[int, int]]) -> PortSet:
-        out: list[tuple[int, int]] = []
-        for lo, hi in sorted(ranges):
-            if out and lo <= out[-1][1] + 1:
-                out[-1] = (out[-1][0], max(hi, out[-1][1]))
-            else:
-                out.append((lo, hi))
-        return cls(tuple(out))
+        return cls(normalize(ranges))
 
     @classmethod
     def all(cls) -> PortSet:
