@@ -317,7 +317,6 @@ def run_attachments(args: argparse.Namespace) -> int:
         return 0
     snapshot = Snapshot(offline=True) if args.offline else adapter.read(adapter.session())
     docs, findings = adapter.attachments(inputs.inventory.namespaces, snapshot)
-    for f in findings:
-        progress(f"warning {f.code}: {f.message}")
+    _warn(findings)
     print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     return 0

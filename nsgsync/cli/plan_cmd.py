@@ -251,8 +251,8 @@ def _attach(
         progress(f"provider {adapter.name} attaches without Kubernetes objects; nothing to do")
         return
     docs, findings = adapter.attachments(namespaces, adapter.read(session))
-    for f in findings:
-        progress(f"warning {f.code}: {f.message}")
+    for line in render_findings(findings, severities=(Severity.WARNING,)):
+        progress(line)
     client = cluster_client(args.kubeconfig, args.context)
     for line in apply_objects(client, docs):
         print(line)
