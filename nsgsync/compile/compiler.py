@@ -123,11 +123,7 @@ class _Compiler:
         # Namespaces with known labels; those that something names but no Namespace object
         # describes (the topology's too) have unknown labels but for the name label, and
         # unless the namespaces read are all of the cluster's, others may exist.
-        self.namespace_labels = {
-            ns: labels
-            for ns, labels in inventory.namespaces.items()
-            if ns not in inventory.unknown_namespaces
-        }
+        self.namespace_labels = inventory.described_namespaces
         unknown = set(inventory.unknown_namespaces)
         for spec in topology.segments:
             if spec.namespace is not None and spec.namespace not in self.namespace_labels:
