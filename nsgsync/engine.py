@@ -116,6 +116,8 @@ def _retire(plan: Plan, snapshot: Snapshot) -> Plan:
             if res.container is not None:
                 kept[res.container] += 1
             continue
+        if c.op is Op.DESTROY and res.peer in used:
+            continue  # another container's rule that lets the retiring one's users through
         changes.append(c)
     retiring = tuple(
         Retiring(

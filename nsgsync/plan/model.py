@@ -132,6 +132,9 @@ class Resource:
     direction: str | None = None
     # The policies a rule realises (for messages that name them); not compared.
     sources: tuple[str, ...] = field(default=(), compare=False)
+    # The container a rule names as its peer (an AWS rule referencing a group), if any: a
+    # retiring container keeps the rules that let its interfaces through. Not compared.
+    peer: Ident | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.body, Body):

@@ -119,6 +119,7 @@ def rule_resource(
         container=group or group_key(segment),
         direction="egress" if body["IsEgress"] else "ingress",
         sources=sources,
+        peer=group_key(peer_segment) if peer_segment is not None else None,
     )
 
 

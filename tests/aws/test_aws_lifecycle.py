@@ -33,7 +33,7 @@ PORTS = [("tcp", 5432), ("tcp", 80), ("udp", 53)]
 Probe = tuple[str, str, str, int]
 
 
-def topology(vpc: str, db_name: str) -> Topology:
+def topology(vpc: str, db_name: str, *, web_name: str = "web", **aws: str) -> Topology:
     return topology_from_mapping(
         {
             "apiVersion": "nsgsync.io/v1alpha1",
@@ -42,15 +42,15 @@ def topology(vpc: str, db_name: str) -> Topology:
             "provider": "aws",
             "podCIDRs": ["10.0.0.0/16"],
             "segments": [
-                {"name": "web", "namespace": "web", "cidrs": [WEB]},
+                {"name": web_name, "namespace": "web", "cidrs": [WEB]},
                 {"name": db_name, "namespace": "db", "cidrs": [DB]},
             ],
-            "aws": {"region": REGION, "vpcId": vpc},
+            "aws": {"region": REGION, "vpcId": vpc, **aws},
         }
     )
 
 
-def intent(db_name: str) -> Intent:
+def intent(db_name: str, web_name: str = "web") -> Intent:
     """web may reach the database on 5432 and nothing else; the database takes only that."""
     to_db = Rule(peers=(DB,), protocol=IntentProtocol.TCP, ports=((5432, 5432),), policies=("p",))
     from_web = Rule(peers=(WEB,), protocol=IntentProtocol.TCP, ports=((5432, 5432),), policies=())
@@ -58,7 +58,7 @@ def intent(db_name: str) -> Intent:
         cluster="life",
         segments=(
             SegmentIntent(
-                name="web",
+                name=web_name,
                 cidrs=(WEB,),
                 ingress=DirectionIntent(isolated=False, rules=()),
                 egress=DirectionIntent(isolated=True, rules=(to_db,)),
@@ -73,11 +73,17 @@ def intent(db_name: str) -> Intent:
     )
 
 
-def _matches(rule: dict[str, Any], ip: str, proto: str, port: int) -> bool:
+def _matches(
+    rule: dict[str, Any], ip: str, groups: list[str] | None, proto: str, port: int
+) -> bool:
+    """Whether the rule takes the peer at `ip` (whose interface has `groups`)."""
     if rule["IpProtocol"] not in ("-1", proto):
         return False
     if rule["IpProtocol"] != "-1" and not rule["FromPort"] <= port <= rule["ToPort"]:
         return False
+    ref = (rule.get("ReferencedGroupInfo") or {}).get("GroupId")
+    if ref is not None:
+        return ref in (groups or [])
     cidr = rule.get("CidrIpv4")
     return cidr is not None and ipaddress.ip_address(ip) in ipaddress.ip_network(cidr)
 
@@ -99,21 +105,29 @@ def allowed(client: Any, vpc: str) -> set[Probe]:
             rules[r["GroupId"]].append(r)
     hosts.append((OUTSIDE, None))  # a host outside the VPC: no group of its own
 
-    def lets(groups: list[str] | None, egress: bool, peer: str, proto: str, port: int) -> bool:
+    def lets(
+        groups: list[str] | None,
+        egress: bool,
+        peer: tuple[str, list[str] | None],
+        proto: str,
+        port: int,
+    ) -> bool:
         if groups is None:
             return True
         return any(
-            r["IsEgress"] == egress and _matches(r, peer, proto, port)
+            r["IsEgress"] == egress and _matches(r, *peer, proto, port)
             for g in groups
             for r in rules.get(g, [])
         )
 
     return {
-        (src, dst, proto, port)
-        for src, out in hosts
-        for dst, into in hosts
+        (src[0], dst[0], proto, port)
+        for src in hosts
+        for dst in hosts
         for proto, port in PORTS
-        if src != dst and lets(out, True, dst, proto, port) and lets(into, False, src, proto, port)
+        if src[0] != dst[0]
+        and lets(src[1], True, dst, proto, port)
+        and lets(dst[1], False, src, proto, port)
     }
 
 
@@ -199,8 +213,8 @@ def world(ec2: Ec2) -> Iterator[World]:
         yield World(ec2, session, state, subnets)
 
 
-def adapter_for(world: World, db_name: str) -> Adapter:
-    return configure(topology(world.ec2.vpc_id, db_name))
+def adapter_for(world: World, db_name: str, web_name: str = "web", **aws: str) -> Adapter:
+    return configure(topology(world.ec2.vpc_id, db_name, web_name=web_name, **aws))
 
 
 def test_renamed_segment_retires_its_group_until_no_interface_uses_it(world: World) -> None:
@@ -252,6 +266,26 @@ def test_renamed_segment_retires_its_group_until_no_interface_uses_it(world: Wor
     last = make_plan(after, intent("database"), session=world.session).plan
     assert last.empty and last.retiring == ()
     assert "retiring" not in last.to_dict()
+
+
+def test_rules_of_other_groups_that_reference_a_retiring_group_stay(world: World) -> None:
+    mode = {"peerMode": "security-group"}
+    before = adapter_for(world, "db", **mode)
+    world.apply(before, intent("db"))
+    old_web, db = world.group("web"), world.group("db")
+    refs = [r for r in world.rules(db) if not r[1]]
+    world.eni("10.0.1.10", old_web)
+    world.eni("10.0.2.10", db)
+    assert ("10.0.1.10", "10.0.2.10", "tcp", 5432) in world.allows()
+
+    after = adapter_for(world, "db", "frontend", **mode)
+    planned = make_plan(after, intent("db", "frontend"), session=world.session).plan
+    assert [(r.key, r.users) for r in planned.retiring] == [("sg/web", 1)]
+    assert not [c.key for c in planned.changes if c.op.value == "destroy"]
+    world.apply(after, intent("db", "frontend"))
+    # db still lets the old group's interface in, beside the new group's rule.
+    assert set(refs) <= set(world.rules(db))
+    assert ("10.0.1.10", "10.0.2.10", "tcp", 5432) in world.allows()
 
 
 def test_removed_segment_retires_too_and_destroy_keeps_used_groups(world: World) -> None:
