@@ -21,6 +21,7 @@ from nsgsync.engine import apply_plan, make_plan
 from nsgsync.errors import ProviderError
 from nsgsync.intent import DirectionIntent, Intent, IntentProtocol, Rule, SegmentIntent
 from nsgsync.model import Topology
+from nsgsync.plan.markdown import render_markdown
 from nsgsync.plan.text import render_plan
 from nsgsync.provider import Adapter, configure
 from nsgsync.sources.files import topology_from_mapping
@@ -249,6 +250,8 @@ def test_renamed_segment_retires_its_group_until_no_interface_uses_it(world: Wor
     text = render_plan(planned)
     assert f"sg/db (segment db) [{old}] is retiring: 1 network interfaces still use it" in text
     assert "sg/database" in text and "will be created" in text
+    markdown = render_markdown(planned)
+    assert f"> retiring: security-group `sg/db` ({old}): 1 network interfaces" in markdown
 
     assert world.apply(after, intent("database")) == []
     assert world.exists(old) and world.rules(old) == kept
