@@ -276,17 +276,7 @@ class Plan:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        doc = self._to_dict()
-        if self.retiring:
-            # Only when there are some: plans without keep the bytes they always had.
-            items = list(doc.items())
-            at = [k for k, _ in items].index("changes")
-            items.insert(at, ("retiring", [r.to_dict() for r in self.retiring]))
-            doc = dict(items)
-        return doc
-
-    def _to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": "Plan",
             "provider": self.provider,
@@ -295,6 +285,11 @@ class Plan:
             "fingerprint": self.fingerprint,
             "notes": list(self.notes),
             "summary": self.summary(),
+        }
+        if self.retiring:
+            # Only when there are some: plans without keep the bytes they always had.
+            doc["retiring"] = [r.to_dict() for r in self.retiring]
+        return doc | {
             "changes": [
                 {
                     "op": c.op.value,
