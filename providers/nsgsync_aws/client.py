@@ -179,6 +179,7 @@ def _users(client: Any, ids: Sequence[str]) -> dict[str, int]:
             "describe_network_interfaces",
             "NetworkInterfaces",
             Filters=[{"Name": "group-id", "Values": list(chunk)}],
+            PaginationConfig={"PageSize": 1000},
         ):
             for g in eni.get("Groups") or []:
                 if g.get("GroupId") in wanted:
