@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from nsgsync.errors import GuardrailError, LimitError, StalePlanError
+from nsgsync.errors import GuardrailError, LimitError, StalePlanError, excerpt
 from nsgsync.intent import Finding, Intent
-from nsgsync.plan import Change, Ident, Op, Plan, Resource, Role, fingerprint
+from nsgsync.plan import Change, Ident, Op, Plan, Resource, Retiring, Role, fingerprint
 from nsgsync.provider import Adapter, Applied, Budget, Phase, Progress, Snapshot
 
 ORDER = (
@@ -66,17 +66,122 @@ def make_plan(
     findings: list[Finding] = []
     if not destroy:
         desired, findings = adapter.desired(intent, snap)
+    plan = derive(adapter, cluster=intent.cluster, desired=desired, snapshot=snap, notes=notes)
+    return Planned(plan, tuple(findings), snap)
+
+
+def derive(
+    adapter: Adapter,
+    *,
+    cluster: str,
+    desired: Sequence[Resource],
+    snapshot: Snapshot,
+    notes: Sequence[str] = (),
+) -> Plan:
+    """The plan that turns the snapshot into `desired`: the diff, less what retires, and
+    its schedule checked against every quota before anything is written."""
     plan = Plan.build(
         provider=adapter.name,
-        cluster=intent.cluster,
+        cluster=cluster,
         desired=desired,
-        actual=snap.resources,
-        offline=snap.offline,
+        actual=snapshot.resources,
+        offline=snapshot.offline,
         notes=notes,
     )
-    plan = replace(plan, basis=snap)
-    schedule(adapter, plan, snap)
-    return Planned(plan, tuple(findings), snap)
+    plan = replace(_retire(plan, snapshot), basis=snapshot)
+    schedule(adapter, plan, snapshot)
+    return plan
+
+
+def _retire(plan: Plan, snapshot: Snapshot) -> Plan:
+    """A container to destroy that interfaces (or subnets) still use is kept whole: emptied,
+    it would cut the traffic of the pods behind them, and the cloud refuses to delete it
+    anyway. Its replacement is made by the same plan; a later plan destroys it, once unused
+    (docs/operating-in-production.md#retiring-groups-and-ownership)."""
+    users = snapshot.users or {}
+    used = {
+        c.resource.ident: c.resource
+        for c in plan.changes
+        if c.op is Op.DESTROY
+        and c.resource.role is Role.CONTAINER
+        and users.get(c.resource.cloud_id or "", 0) > 0
+    }
+    if not used:
+        return plan
+    kept: Counter[Ident] = Counter()
+    changes = []
+    for c in plan.changes:
+        res = c.resource
+        if c.op is Op.DESTROY and (res.ident in used or res.container in used):
+            if res.container is not None:
+                kept[res.container] += 1
+            continue
+        if c.op is Op.DESTROY and res.peer in used:
+            continue  # another container's rule that lets the retiring one's users through
+        changes.append(c)
+    retiring = tuple(
+        Retiring(
+            r.type,
+            r.key,
+            r.segment,
+            r.cloud_id,
+            users[r.cloud_id or ""],
+            snapshot.users_are,
+            kept[ident],
+        )
+        for ident, r in sorted(used.items(), key=lambda kv: kv[1].key)
+    )
+    return replace(plan, changes=tuple(changes), retiring=retiring)
+
+
+def rederive(adapter: Adapter, saved: Plan, snapshot: Snapshot) -> Plan:
+    """A saved plan made again from its own desired state and the cloud as it is now; only
+    this plan is applied, and only when its changes are the saved ones, entry for entry. An
+    entry edited in the file (a destroy of a group nsgsync does not own, a changed rule)
+    can so never reach the cloud."""
+    fresh = derive(
+        adapter,
+        cluster=saved.cluster,
+        desired=saved.desired,
+        snapshot=snapshot,
+        notes=saved.notes,
+    )
+    theirs = {_entry(c): i for i, c in enumerate(saved.changes)}
+    ours = {_entry(c) for c in fresh.changes}
+    for entry, i in sorted(theirs.items(), key=lambda kv: kv[1]):
+        if entry not in ours:
+            c = saved.changes[i]
+            raise StalePlanError(
+                f"entry changes[{i}] of the saved plan ({c.op.value} {c.resource.type} "
+                f"{excerpt(c.key)}) is not what its desired state and the cloud give now: "
+                "the file was edited, or the cloud changed; nothing was applied",
+                hint="make and review a new plan (`nsgsync plan --save-plan FILE`); never "
+                "edit a saved plan",
+            )
+    if len(theirs) != len(saved.changes) or len(ours) != len(theirs):
+        missing = sorted(c.key for c in fresh.changes if _entry(c) not in theirs)
+        raise StalePlanError(
+            f"the saved plan lacks {len(missing)} change(s) that its desired state and the "
+            f"cloud give now (first: {excerpt(missing[0]) if missing else 'a duplicate'}); "
+            "nothing was applied",
+            hint="make and review a new plan (`nsgsync plan --save-plan FILE`); never "
+            "edit a saved plan",
+        )
+    return fresh
+
+
+def _entry(c: Change) -> tuple[str, str, str, str, str | None, str | None, str | None]:
+    """A change as the Plan JSON states it: what a saved plan is compared by."""
+    res = c.resource
+    return (
+        c.op.value,
+        res.type,
+        c.key,
+        str(res.segment),
+        c.old.cloud_id if c.old is not None else None,
+        c.old.canonical() if c.old is not None else None,
+        c.new.canonical() if c.new is not None else None,
+    )
 
 
 # --- the schedule: which change runs in which phase ---
@@ -268,6 +373,8 @@ def apply_plan(
             "the cloud changed since this plan was saved (or it was an offline plan); "
             "nothing was applied"
         )
+    if saved:
+        plan = rederive(adapter, plan, snapshot)
     if plan.empty:
         progress("nothing to do: the cloud already matches")
         return

@@ -77,6 +77,11 @@ class Snapshot:
     resources: tuple[Resource, ...] = ()
     constraints: Any = None
     offline: bool = False
+    # How many network interfaces (or subnets) use each container, by its cloud id, where
+    # the adapter counts them (None: it does not). A container that is to go away while
+    # this is above 0 retires instead: kept whole until nothing uses it (nsgsync.engine).
+    users: Mapping[str, int] | None = field(default=None, compare=False, hash=False)
+    users_are: str = "network interfaces"
 
 
 @dataclass

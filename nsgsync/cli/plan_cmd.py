@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from nsgsync.cli import plan_view
 from nsgsync.cli.common import add_input_options, progress, read_inputs
@@ -17,7 +18,7 @@ from nsgsync.intent import Severity
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
 from nsgsync.provider import Adapter, Attaching, Snapshot, configure
-from nsgsync.sources import apply_objects, cluster_client, load_topology
+from nsgsync.sources import apply_objects, cluster_client, load_topology, prune_objects
 
 PLAN_EXAMPLES = """\
 examples:
@@ -29,6 +30,10 @@ examples:
 Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (a usage error too)
 or (with --fail-on) findings of that severity, 2 changes present (--detailed-exitcode only).
 """
+
+# The marks of the attachment objects nsgsync makes (docs/contracts.md, ownership).
+CLUSTER_LABEL, SEGMENT_LABEL = "nsgsync.io/cluster", "nsgsync.io/segment"
+SGP_API = "vpcresources.k8s.aws/v1beta1"
 
 APPLY_EXAMPLES = """\
 examples:
@@ -203,7 +208,8 @@ def run_apply(args: argparse.Namespace) -> int:
         plan, adapter, session, snapshot=planned.snapshot, auto_approve=args.auto_approve
     )
     if code == 0 and args.apply_attachments:
-        _attach(args, adapter, inputs.inventory.namespaces, session)
+        retiring = frozenset(r.segment for r in plan.retiring if r.segment)
+        _attach(args, adapter, inputs.inventory.namespaces, session, retiring=retiring)
     return code
 
 
@@ -245,8 +251,12 @@ def _attach(
     adapter: Adapter,
     namespaces: Mapping[str, Mapping[str, str]],
     session: object,
+    *,
+    retiring: frozenset[str] = frozenset(),
 ) -> None:
-    """Apply the objects that attach the cloud resources to pods (after the cloud side)."""
+    """Apply the objects that attach the cloud resources to pods (after the cloud side),
+    then delete the stale ones nsgsync made, but those of a segment whose group retires:
+    they go with the group, once no interface uses it."""
     if not isinstance(adapter, Attaching):
         progress(f"provider {adapter.name} attaches without Kubernetes objects; nothing to do")
         return
@@ -256,6 +266,25 @@ def _attach(
     client = cluster_client(args.kubeconfig, args.context)
     for line in apply_objects(client, docs):
         print(line)
+    wanted = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs}
+    kinds = {(d["apiVersion"], d["kind"]) for d in docs} or {(SGP_API, "SecurityGroupPolicy")}
+
+    def stale(item: Mapping[str, Any]) -> bool:
+        meta = item.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        return (meta.get("namespace"), meta.get("name")) not in wanted and labels.get(
+            SEGMENT_LABEL
+        ) not in retiring
+
+    for api_version, kind in sorted(kinds):
+        for line in prune_objects(
+            client,
+            api_version=api_version,
+            kind=kind,
+            labels={CLUSTER_LABEL: adapter.cluster},
+            stale=stale,
+        ):
+            print(line)
 
 
 def _apply_saved(args: argparse.Namespace) -> int:

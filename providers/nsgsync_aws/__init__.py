@@ -38,7 +38,8 @@ class AwsAdapter:
         return clients.get("ec2") or ec2.make_client(self.config.region)
 
     def read(self, session: Any) -> Snapshot:
-        return Snapshot(tuple(ec2.read(session, self.config, self.cluster)))
+        resources, users = ec2.read(session, self.config, self.cluster)
+        return Snapshot(tuple(resources), users=users)
 
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         desired, findings = _render.render(intent, self.topology, self.config)
@@ -61,8 +62,10 @@ class AwsAdapter:
         if resource.role is not Role.RULE or resource.segment is None:
             return None
         side = resource.direction or "ingress"
+        group = resource.container.parts if resource.container else (resource.segment,)
         return Budget(
-            scope=("sg", resource.segment, side),
+            # Per group: a copy's rules never pair with (nor count against) the segment's.
+            scope=("sg", *group, side),
             what=f"the {side} rules of security group {group_name(self.cluster, resource.segment)}",
             limit=self.config.max_rules_per_group,
             segment=resource.segment,
@@ -125,7 +128,7 @@ class AwsAdapter:
         ids = {
             r.segment: r.cloud_id
             for r in snapshot.resources
-            if r.type == GROUP and r.segment and r.cloud_id
+            if r.type == GROUP and r.segment and r.cloud_id and r.ident == group_key(r.segment)
         }
         return security_group_policies(self.topology, namespaces, ids)
 

@@ -46,7 +46,7 @@ class AzureAdapter:
     def read(self, session: Any) -> Snapshot:
         arm = self._arm(session)
         resources = arm.read()
-        return Snapshot(tuple(resources), arm.held())
+        return Snapshot(tuple(resources), arm.held(), users=dict(arm.users))
 
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         desired, findings = _render.render_with(intent, self.topology, self.settings)

@@ -169,6 +169,9 @@ class Arm:
         self.foreign_names: dict[str, set[str]] = defaultdict(set)  # NSG -> rule names
         self.foreign_count: Counter[str] = Counter()
         self.unowned_nsgs: set[str] = set()  # lower names of others' NSGs in the group
+        # NSG id -> the network interfaces associated with it (not managed by nsgsync): an
+        # NSG they use cannot be deleted, and is kept whole until they are gone.
+        self.users: dict[str, int] = {}
 
     def held(self) -> Held:
         return Held(
@@ -194,6 +197,7 @@ class Arm:
         self.foreign_names.clear()
         self.foreign_count.clear()
         self.unowned_nsgs.clear()
+        self.users.clear()
         settings = self.settings
         out: list[Resource] = []
         listed = self._call(
@@ -224,6 +228,8 @@ class Arm:
                     "tags": {k: v for k, v in sorted(tags.items()) if k.startswith("nsgsync.io/")},
                 }
                 out.append(nsg_resource(body, segment, doc.get("id")))
+                if nics := props.get("networkInterfaces"):
+                    self.users[str(doc.get("id"))] = len(nics)
                 # Subnets outside the topology that still use this NSG: associations to undo
                 # (an NSG in use cannot be deleted).
                 for ref in props.get("subnets") or []:

@@ -77,3 +77,50 @@ def test_export_attachments_prints_the_groups_ids(
     assert {d["kind"] for d in docs} == {"SecurityGroupPolicy"}
     assert {d["spec"]["securityGroups"]["groupIds"][0] for d in docs} <= ids
     assert len(docs) == 6  # five namespaced segments and the catch-all in kube-system
+
+
+def test_a_renamed_segment_keeps_its_old_attachment_until_its_group_is_unused(
+    ec2: Ec2,
+    topology_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with KubeApi(token=TOKEN) as api:
+        kubeconfig = write_kubeconfig(tmp_path, api)
+        argv = [
+            "apply",
+            *args(topology_file, "--auto-approve", "--apply-attachments"),
+            "--kubeconfig",
+            str(kubeconfig),
+        ]
+        assert main(argv) == 0
+        old = ec2.client.describe_security_groups(
+            Filters=[{"Name": "tag:nsgsync.io/segment", "Values": ["shop-db"]}]
+        )["SecurityGroups"][0]["GroupId"]
+        subnet = ec2.client.create_subnet(VpcId=ec2.vpc_id, CidrBlock="10.0.3.0/24")["Subnet"]
+        eni = ec2.client.create_network_interface(
+            SubnetId=subnet["SubnetId"], PrivateIpAddress="10.0.3.10", Groups=[old]
+        )["NetworkInterface"]["NetworkInterfaceId"]
+        topology_file.write_text(topology_file.read_text().replace("shop-db", "shop-database"))
+        capsys.readouterr()
+
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"sg/shop-db (segment shop-db) [{old}] is retiring: 1 network interfaces" in out
+        assert "nsgsync-shop-database created" in out and "deleted" not in out
+        # The pods of the renamed segment get its new group; the old object stays while
+        # an interface still uses the old group.
+        new = api.must("SecurityGroupPolicy", "shop", "nsgsync-shop-database")
+        assert new["spec"]["securityGroups"]["groupIds"] != [old]
+        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db") is not None
+
+        ec2.client.modify_network_interface_attribute(
+            NetworkInterfaceId=eni, Groups=new["spec"]["securityGroups"]["groupIds"]
+        )
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "securitygrouppolicy.vpcresources.k8s.aws/nsgsync-shop-db deleted" in out
+        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db") is None
+        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-database") is not None
+    groups = ec2.client.describe_security_groups(Filters=[{"Name": "group-id", "Values": [old]}])
+    assert groups["SecurityGroups"] == []

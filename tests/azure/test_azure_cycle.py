@@ -390,3 +390,68 @@ def test_segments_sharing_a_subnet_share_its_nsg(arm: Arm) -> None:
     assert plan(arm, topology, intent).empty
     # the probes include an address of the shared subnet that is in no segment
     assert_cloud_matches_intent(arm, topology, intent)
+
+
+def test_an_nsg_that_interfaces_use_retires_until_they_are_gone(arm: Arm) -> None:
+    topology, inventory = example(arm)
+    apply(arm, topology, compile_intent(topology, inventory))
+    old = "nsgsync-demo-eu-1-shop-db"
+    kept = rules_of(arm, old)
+    nic = arm.nsg_id("x").replace("networkSecurityGroups/x", "networkInterfaces/vm1")
+    arm.fake.set_nics(SUB, RG, old, [nic])
+    # The segment is renamed; its pods stay on the same subnet.
+    renamed = load_topology(EXAMPLE / "topology.yaml")
+    renamed = renamed.model_copy(
+        update={
+            "segments": [
+                s.model_copy(update={"name": "shop-database"}) if s.name == "shop-db" else s
+                for s in renamed.segments
+            ]
+        }
+    )
+    renamed = arm.with_azure(renamed, subnets={"shop-database": ("shop-db", "10.0.3.0/24")})
+    intent = compile_intent(renamed, inventory)
+
+    planned = apply(arm, renamed, intent)
+    assert [(r.key, r.users, r.what) for r in planned.retiring] == [
+        (f"nsg/{old}", 1, "network interfaces")
+    ]
+    assert rules_of(arm, old) == kept  # kept whole while the interface uses it
+    subnet = arm.fake.get_subnet(SUB, RG, VNET, "shop-db")
+    assert subnet is not None
+    assert subnet["properties"]["networkSecurityGroup"]["id"].endswith("-shop-database")
+    again = plan(arm, renamed, intent)
+    assert again.empty and len(again.retiring) == 1
+
+    arm.fake.set_nics(SUB, RG, old, [])
+    apply(arm, renamed, intent)
+    assert arm.fake.get_nsg(SUB, RG, old) is None
+    last = plan(arm, renamed, intent)
+    assert last.empty and last.retiring == ()
+    assert_cloud_matches_intent(arm, renamed, intent)
+
+
+def test_a_copy_of_an_owned_nsg_is_destroyed_and_never_written_into(arm: Arm) -> None:
+    topology, inventory = example(arm)
+    intent = compile_intent(topology, inventory)
+    apply(arm, topology, intent)
+    nsg = "nsgsync-demo-eu-1-shop-db"
+    kept = rules_of(arm, nsg)
+    tags = {"nsgsync.io/cluster": "demo-eu-1", "nsgsync.io/segment": "shop-db"}
+    arm.fake.add_nsg(SUB, RG, "restored-shop-db", tags=tags)
+    for name, props in rules_of(arm, nsg).items():
+        arm.fake.add_rule(SUB, RG, "restored-shop-db", name, props)
+    planned = plan(arm, topology, intent)
+    assert {c.op for c in planned.changes} == {Op.DESTROY}
+    assert "nsg/restored-shop-db" in {c.key for c in planned.changes}
+    assert all(c.key.split("/")[1] == "restored-shop-db" for c in planned.changes)
+    apply(arm, topology, intent)
+    assert arm.fake.get_nsg(SUB, RG, "restored-shop-db") is None
+    assert rules_of(arm, nsg) == kept
+
+    # Used by an interface, the copy retires instead, still untouched.
+    arm.fake.add_nsg(SUB, RG, "restored-shop-db", tags=tags)
+    arm.fake.set_nics(SUB, RG, "restored-shop-db", [arm.nsg_id("vm1")])
+    planned = apply(arm, topology, intent)
+    assert planned.empty and [r.key for r in planned.retiring] == ["nsg/restored-shop-db"]
+    assert arm.fake.get_nsg(SUB, RG, "restored-shop-db") is not None

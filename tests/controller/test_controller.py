@@ -421,3 +421,36 @@ def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(
     assert 9187 not in ingress_ports(ec2, "shop-db")
     wait_for(controller.elector.is_leader, "leading again once the Lease answers")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the pending change applied")
+
+
+def test_a_removed_segments_attachment_stays_while_its_group_retires(
+    api: KubeApi, ec2: Ec2, make_controller: Make, topology_file: Path
+) -> None:
+    controller = make_controller(apply_attachments=True)
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    groups = owned_groups(ec2)
+    subnet = ec2.client.create_subnet(VpcId=ec2.vpc_id, CidrBlock="10.0.8.0/24")["Subnet"]
+    eni = ec2.client.create_network_interface(
+        SubnetId=subnet["SubnetId"], Groups=[groups["monitoring"]]
+    )["NetworkInterface"]["NetworkInterfaceId"]
+
+    # The monitoring segment goes away while an interface still uses its group.
+    doc = yaml.safe_load(topology_file.read_text())
+    doc["segments"] = [s for s in doc["segments"] if s["name"] != "monitoring"]
+    topology_file.write_text(yaml.safe_dump(doc))
+    api.add(db_policy(9187))
+    wait_for(
+        lambda: api.get("SecurityGroupPolicy", "monitoring", "nsgsync-rest"),
+        "the catch-all segment's object in monitoring",
+    )
+    assert owned_groups(ec2)["monitoring"] == groups["monitoring"]
+    assert api.get("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring") is not None
+
+    # The interface moves: the next reconcile deletes the group, and the object with it.
+    ec2.client.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[groups["rest"]])
+    api.add(db_policy(9188))
+    wait_for(lambda: "monitoring" not in owned_groups(ec2), "the retired group deleted")
+    wait_for(
+        lambda: api.get("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring") is None,
+        "the stale object deleted",
+    )

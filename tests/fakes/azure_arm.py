@@ -206,6 +206,7 @@ class _Nsg:
     rules: dict[str, _Rule]
     etag: str
     guid: str
+    nics: list[str] = field(default_factory=list)  # ids of the interfaces associated
 
     @property
     def id(self) -> str:
@@ -398,6 +399,14 @@ class FakeArm:
             group.rules = rules
             group.etag = self._etag()
             return rule_id
+
+    def set_nics(self, subscription: str, resource_group: str, nsg: str, nics: list[str]) -> None:
+        """Associate these network interfaces (ids) with the NSG, as a NIC's own NSG."""
+        with self._lock:
+            group = self._nsgs.get(_key(subscription, resource_group, nsg))
+            if group is None:
+                raise ValueError(f"no NSG {nsg} in {resource_group}; add_nsg first")
+            group.nics = list(nics)
 
     def add_subnet(
         self,
@@ -666,6 +675,8 @@ class FakeArm:
         subnets = self._subnets_of(nsg)
         if subnets:
             properties["subnets"] = [{"id": s.id} for s in subnets]
+        if nsg.nics:
+            properties["networkInterfaces"] = [{"id": n} for n in nsg.nics]
         body: Json = {
             "name": nsg.name,
             "id": nsg.id,
@@ -756,12 +767,12 @@ class FakeArm:
         if nsg is None:
             return Reply(204)
         _check_preconditions(request, nsg.etag)
-        in_use = self._subnets_of(nsg)
+        in_use = [s.id for s in self._subnets_of(nsg)] + nsg.nics
         if in_use:
             raise _bad_request(
                 "InUseNetworkSecurityGroupCannotBeDeleted",
                 f"Network security group {nsg.id} cannot be deleted because it is in use by the "
-                f"following resources: {', '.join(s.id for s in in_use)}. In order to delete the "
+                f"following resources: {', '.join(in_use)}. In order to delete the "
                 f"Network security group, remove the association with the resource(s). To learn "
                 f"how to do this, see aka.ms/deletensg.",
             )
