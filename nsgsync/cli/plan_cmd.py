@@ -32,7 +32,7 @@ or (with --fail-on) findings of that severity, 2 changes present (--detailed-exi
 """
 
 # The marks of the attachment objects nsgsync makes (docs/contracts.md, ownership).
-CLUSTER_LABEL, SEGMENT_LABEL = "nsgsync.io/cluster", "nsgsync.io/segment"
+CLUSTER_LABEL = "nsgsync.io/cluster"
 SGP_API = "vpcresources.k8s.aws/v1beta1"
 
 APPLY_EXAMPLES = """\
@@ -208,8 +208,7 @@ def run_apply(args: argparse.Namespace) -> int:
         plan, adapter, session, snapshot=planned.snapshot, auto_approve=args.auto_approve
     )
     if code == 0 and args.apply_attachments:
-        retiring = frozenset(r.segment for r in plan.retiring if r.segment)
-        _attach(args, adapter, inputs.inventory.namespaces, session, retiring=retiring)
+        _attach(args, adapter, inputs.inventory.namespaces, session)
     return code
 
 
@@ -251,12 +250,12 @@ def _attach(
     adapter: Adapter,
     namespaces: Mapping[str, Mapping[str, str]],
     session: object,
-    *,
-    retiring: frozenset[str] = frozenset(),
 ) -> None:
     """Apply the objects that attach the cloud resources to pods (after the cloud side),
-    then delete the stale ones nsgsync made, but those of a segment whose group retires:
-    they go with the group, once no interface uses it."""
+    then delete the stale ones nsgsync made. A retiring group's object goes too, once its
+    replacement is applied: pods that start from then on get the replacement, so the
+    interfaces on the old group drain and it can go; those still running keep it, and
+    it keeps its rules until then."""
     if not isinstance(adapter, Attaching):
         progress(f"provider {adapter.name} attaches without Kubernetes objects; nothing to do")
         return
@@ -271,10 +270,7 @@ def _attach(
 
     def stale(item: Mapping[str, Any]) -> bool:
         meta = item.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        return (meta.get("namespace"), meta.get("name")) not in wanted and labels.get(
-            SEGMENT_LABEL
-        ) not in retiring
+        return (meta.get("namespace"), meta.get("name")) not in wanted
 
     for api_version, kind in sorted(kinds):
         for line in prune_objects(

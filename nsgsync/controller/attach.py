@@ -4,9 +4,10 @@ They carry the labels `nsgsync.io/cluster` and `nsgsync.io/segment` (see the AWS
 adapter's `attach` module). Stale ones (a removed segment, or a namespace no segment
 takes any more) are deleted before the plan is applied, so that none points at a group
 the apply deletes, except those of a segment whose group is retiring (network interfaces
-still use it): they go once it is unused and deleted. The others are server-side applied
-after it, with the ids of the groups that exist then, and only when they differ from the
-cluster's.
+still use it): they go after the apply, once the objects that replace them are applied, so
+that pods starting from then on get the replacement and the old group drains. The others
+are server-side applied after the apply, with the ids of the groups that exist then, and
+only when they differ from the cluster's.
 """
 
 from __future__ import annotations

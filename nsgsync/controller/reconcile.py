@@ -127,6 +127,10 @@ def reconcile_once(
         if not proceed():
             raise Abandoned("reconcile abandoned before applying the attachments")
         attacher.apply(docs)
+        # A retiring group's objects were kept until their replacements exist: now they do,
+        # and pods that start from here on must get the replacement, or the old group
+        # would never drain (docs/operating-in-production.md, retiring groups).
+        attacher.prune({(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs})
     changes = Counter((c.op.value, c.resource.type) for c in plan.changes)
     owned = Counter((r.segment or "", r.type) for r in plan.desired)
     digest = hashlib.sha256(intent.model_dump_json().encode()).hexdigest()

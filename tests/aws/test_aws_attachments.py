@@ -79,7 +79,7 @@ def test_export_attachments_prints_the_groups_ids(
     assert len(docs) == 6  # five namespaced segments and the catch-all in kube-system
 
 
-def test_a_renamed_segment_keeps_its_old_attachment_until_its_group_is_unused(
+def test_a_renamed_segments_old_attachment_goes_once_its_replacement_exists(
     ec2: Ec2,
     topology_file: Path,
     tmp_path: Path,
@@ -107,20 +107,23 @@ def test_a_renamed_segment_keeps_its_old_attachment_until_its_group_is_unused(
         assert main(argv) == 0
         out = capsys.readouterr().out
         assert f"sg/shop-db (segment shop-db) [{old}] is retiring: 1 network interfaces" in out
-        assert "nsgsync-shop-database created" in out and "deleted" not in out
-        # The pods of the renamed segment get its new group; the old object stays while
-        # an interface still uses the old group.
+        # The old object goes only after the one pointing at the new group is applied:
+        # pods that start from now on get the new group alone, so the old one drains,
+        # while the running pod's interface keeps the old group and its rules.
+        created = out.index("nsgsync-shop-database created")
+        assert (
+            out.index("securitygrouppolicy.vpcresources.k8s.aws/nsgsync-shop-db deleted") > created
+        )
         new = api.must("SecurityGroupPolicy", "shop", "nsgsync-shop-database")
         assert new["spec"]["securityGroups"]["groupIds"] != [old]
-        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db") is not None
+        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db") is None
+        kept = ec2.client.describe_security_groups(GroupIds=[old])["SecurityGroups"][0]
+        assert kept["IpPermissions"], "the retiring group keeps its rules"
 
         ec2.client.modify_network_interface_attribute(
             NetworkInterfaceId=eni, Groups=new["spec"]["securityGroups"]["groupIds"]
         )
         assert main(argv) == 0
-        out = capsys.readouterr().out
-        assert "securitygrouppolicy.vpcresources.k8s.aws/nsgsync-shop-db deleted" in out
-        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db") is None
         assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-database") is not None
     groups = ec2.client.describe_security_groups(Filters=[{"Name": "group-id", "Values": [old]}])
     assert groups["SecurityGroups"] == []

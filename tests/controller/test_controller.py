@@ -423,7 +423,7 @@ def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the pending change applied")
 
 
-def test_a_removed_segments_attachment_stays_while_its_group_retires(
+def test_a_removed_segments_group_retires_and_its_attachment_goes_after_the_replacement(
     api: KubeApi, ec2: Ec2, make_controller: Make, topology_file: Path
 ) -> None:
     controller = make_controller(apply_attachments=True)
@@ -443,14 +443,15 @@ def test_a_removed_segments_attachment_stays_while_its_group_retires(
         lambda: api.get("SecurityGroupPolicy", "monitoring", "nsgsync-rest"),
         "the catch-all segment's object in monitoring",
     )
+    # Pods starting from now on get the catch-all's group alone, so the old one can drain;
+    # the group itself stays, rules and all, while the interface uses it.
+    wait_for(
+        lambda: api.get("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring") is None,
+        "the stale object deleted once its replacement exists",
+    )
     assert owned_groups(ec2)["monitoring"] == groups["monitoring"]
-    assert api.get("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring") is not None
 
-    # The interface moves: the next reconcile deletes the group, and the object with it.
+    # The interface moves: the next reconcile deletes the group.
     ec2.client.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[groups["rest"]])
     api.add(db_policy(9188))
     wait_for(lambda: "monitoring" not in owned_groups(ec2), "the retired group deleted")
-    wait_for(
-        lambda: api.get("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring") is None,
-        "the stale object deleted",
-    )
