@@ -40,6 +40,15 @@ class AwsAdapter:
     def read(self, session: Any) -> Snapshot:
         return Snapshot(tuple(ec2.read(session, self.config, self.cluster)))
 
+    def reread(
+        self, session: Any, touched: Sequence[Resource], *, applied: Applied
+    ) -> tuple[Resource, ...]:
+        """The touched segments' groups and their rules: one filtered call for the groups,
+        one per 200 groups for their rules."""
+        known = {i.name: gid for i, gid in applied.ids.items() if i.kind == group_key("").kind}
+        segments = sorted({r.segment for r in touched if r.segment is not None})
+        return tuple(ec2.read(session, self.config, self.cluster, segments=segments, known=known))
+
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         desired, findings = _render.render(intent, self.topology, self.config)
         _render.check_limits(desired, self.config)

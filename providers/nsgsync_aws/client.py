@@ -109,25 +109,47 @@ def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dic
         ) from exc
 
 
-def read(client: Any, config: AwsConfig, cluster: str) -> list[Resource]:
-    """The groups nsgsync owns in the VPC, and every rule in them."""
+def read(
+    client: Any,
+    config: AwsConfig,
+    cluster: str,
+    *,
+    segments: Sequence[str] | None = None,
+    known: Mapping[str, str] | None = None,
+) -> list[Resource]:
+    """The groups nsgsync owns in the VPC, and every rule in them; with `segments`, only
+    those segments' groups (`known`: the ids of other groups of nsgsync, by segment, so
+    that a rule referencing one reads as a full read reads it)."""
     out: list[Resource] = []
-    by_id: dict[str, str] = {}
-    for g in _pages(
-        client,
-        "describe_security_groups",
-        "SecurityGroups",
-        Filters=[
-            {"Name": "vpc-id", "Values": [config.vpc_id]},
-            {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
-        ],
-        PaginationConfig={"PageSize": 1000},
+    by_id: dict[str, str] = {gid: seg for seg, gid in (known or {}).items()}
+    filters = [
+        {"Name": "vpc-id", "Values": [config.vpc_id]},
+        {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
+    ]
+    chunks: list[list[dict[str, Any]]] = [filters]
+    if segments is not None:
+        chunks = [
+            [*filters, {"Name": f"tag:{SEGMENT_TAG}", "Values": list(chunk)}]
+            for chunk in _chunks(sorted(set(segments)), _FILTER_VALUES)
+        ]
+    found: list[str] = []
+    for g in (
+        g
+        for f in chunks
+        for g in _pages(
+            client,
+            "describe_security_groups",
+            "SecurityGroups",
+            Filters=f,
+            PaginationConfig={"PageSize": 1000},
+        )
     ):
         tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
         segment = tags.get(SEGMENT_TAG)
         if not segment:
             continue
         by_id[g["GroupId"]] = segment
+        found.append(g["GroupId"])
         body = {
             "GroupName": g["GroupName"],
             "VpcId": g["VpcId"],
@@ -135,7 +157,7 @@ def read(client: Any, config: AwsConfig, cluster: str) -> list[Resource]:
             "Tags": _own_tags(g.get("Tags")),
         }
         out.append(group_resource(body, segment, g["GroupId"]))
-    ids = sorted(by_id)
+    ids = sorted(found)
     for chunk in _chunks(ids, _FILTER_VALUES):
         for r in _pages(
             client,
