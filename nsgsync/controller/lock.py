@@ -156,9 +156,13 @@ class ApplyLock:
         self._held = True
         self._elector.start()  # renews every retry period while the apply runs
 
+    def holding(self) -> bool:
+        """Held, and renewed recently enough that no other apply can have taken it."""
+        return self._held and not self._lost.is_set() and self._elector.renewed_recently()
+
     def check(self) -> None:
         """Raise LockError when the Lease was lost (not renewed within the deadline)."""
-        if self._held and (self._lost.is_set() or not self._elector.renewed_recently()):
+        if self._held and not self.holding():
             raise LockError(
                 f"lost the lock ({self.where}): it could not be renewed for "
                 f"{self.config.renew_deadline:.0f} s, so another apply may have taken it; "
