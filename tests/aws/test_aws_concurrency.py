@@ -173,9 +173,7 @@ def test_a_change_made_between_plan_and_a_phase_stops_the_apply_before_that_reso
 ) -> None:
     state, session = proxied
     planned = make_plan(cloud.adapter, wanted(8080), session=session)
-    group = next(
-        r.cloud_id for r in planned.snapshot.resources if r.key == "sg/b" and r.cloud_id
-    )
+    group = next(r.cloud_id for r in planned.snapshot.resources if r.key == "sg/b" and r.cloud_id)
 
     def by_hand() -> None:
         # Right after the apply's add: a person opens SSH on the group it is changing.
@@ -267,9 +265,7 @@ def test_the_lease_stops_a_second_apply_naming_the_holder_or_makes_it_wait(
     assert cloud.ports() == {9090}
     assert cloud.is_state_of(9090)
     # Released, not left to expire: the next apply takes it at once.
-    assert not kube.must("Lease", "nsgsync", lock_name("safe", "aws"))["spec"].get(
-        "holderIdentity"
-    )
+    assert not kube.must("Lease", "nsgsync", lock_name("safe", "aws"))["spec"].get("holderIdentity")
 
 
 def lease(name: str, holder: str, renewed: datetime, duration: int = 30) -> dict[str, Any]:
