@@ -421,3 +421,41 @@ def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(
     assert 9187 not in ingress_ports(ec2, "shop-db")
     wait_for(controller.elector.is_leader, "leading again once the Lease answers")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the pending change applied")
+
+
+def test_a_reconcile_waits_for_an_apply_holding_the_lock_then_completes(
+    api: KubeApi, ec2: Ec2, make_controller: Make, topology_file: Path
+) -> None:
+    # A `nsgsync apply` run by hand holds the lock of this cluster and provider.
+    from datetime import UTC, datetime
+
+    from nsgsync.controller.lock import lock_name
+
+    cluster = yaml.safe_load(topology_file.read_text())["cluster"]
+    name = lock_name(cluster, "aws")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    held = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": "nsgsync"},
+        "spec": {
+            "holderIdentity": "laptop/1/alice",
+            "leaseDurationSeconds": 3600,
+            "acquireTime": now,
+            "renewTime": now,
+        },
+    }
+    api.add(held)
+    controller = make_controller()
+    wait_for(
+        lambda: "held by laptop/1/alice" in (controller.last_error or ""), "refused by the lock"
+    )
+    assert not ingress_ports(ec2, "shop-db")  # nothing written while the apply held the lock
+    # The apply is done and releases the Lease: the next retry reconciles.
+    held["spec"]["holderIdentity"] = None
+    api.add(held)
+    wait_for(lambda: ingress_ports(ec2, "shop-db"), "reconciled once released")
+    wait_for(
+        lambda: not api.must("Lease", "nsgsync", name)["spec"].get("holderIdentity"),
+        "the lock released after the reconcile",
+    )
