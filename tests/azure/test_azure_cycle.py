@@ -10,7 +10,7 @@ from azure.mgmt.network.models import TagsObject
 
 from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
-from nsgsync.errors import LimitError, ProviderError
+from nsgsync.errors import ConcurrentChangeError, LimitError, ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, NetworkPolicy, Topology
 from nsgsync.plan import Op, Plan
@@ -392,3 +392,31 @@ def test_segments_sharing_a_subnet_share_its_nsg(arm: Arm) -> None:
     assert plan(arm, topology, intent).empty
     # the probes include an address of the shared subnet that is in no segment
     assert_cloud_matches_intent(arm, topology, intent)
+
+
+def test_a_rule_deleted_by_hand_after_the_plan_stops_the_apply_before_its_nsg(arm: Arm) -> None:
+    topology, inventory = example(arm)
+    apply(arm, topology, compile_intent(topology, inventory))
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    nothing = Intent(cluster=topology.cluster, segments=())
+    planned = make_plan(provider, nothing, session=conn, destroy=True)
+    # Between the plan and its apply, a person deletes a rule of an NSG it deletes.
+    arm.client.security_rules.begin_delete(
+        RG, "nsgsync-demo-eu-1-shop-db", "nsgsync-shop-db-in-default"
+    ).result()
+    with pytest.raises(ConcurrentChangeError) as stopped:
+        apply_plan(provider, planned, conn, progress=lambda _: None)
+    message = str(stopped.value)
+    assert "sr/nsgsync-demo-eu-1-shop-db/nsgsync-shop-db-in-default" in message
+    assert "is gone, but existed when the plan was made" in message
+    assert "before its delete phase" in message
+    # The NSG was not deleted; planned again, the destroy completes.
+    arm.client.network_security_groups.get(RG, "nsgsync-demo-eu-1-shop-db")
+    apply_plan(
+        provider,
+        make_plan(provider, nothing, session=conn, destroy=True),
+        conn,
+        progress=lambda _: None,
+    )
+    assert make_plan(provider, nothing, session=conn, destroy=True).plan.empty

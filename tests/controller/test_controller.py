@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from nsgsync.cli.main import main
+from nsgsync.controller.lock import lock_name
 from tests.aws.conftest import Ec2
 from tests.controller.conftest import (
     DEBOUNCE,
@@ -427,10 +429,6 @@ def test_a_reconcile_waits_for_an_apply_holding_the_lock_then_completes(
     api: KubeApi, ec2: Ec2, make_controller: Make, topology_file: Path
 ) -> None:
     # A `nsgsync apply` run by hand holds the lock of this cluster and provider.
-    from datetime import UTC, datetime
-
-    from nsgsync.controller.lock import lock_name
-
     cluster = yaml.safe_load(topology_file.read_text())["cluster"]
     name = lock_name(cluster, "aws")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
