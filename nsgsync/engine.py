@@ -9,6 +9,9 @@ so that every connection allowed both before and after an apply is allowed at ev
 moment of it. Each rule quota is checked at its transient peak (adds come before removes);
 where the peak would not fit, a removal and an addition become one in-place change
 (count-neutral) if the adapter can make one; otherwise the plan fails before any write.
+Before each phase writes, what it touches is re-read (`Adapter.reread`) and compared with
+the plan's snapshot plus this apply's own writes: another writer's change stops the apply
+there (docs/operating-in-production.md, Locking).
 """
 
 from __future__ import annotations
