@@ -121,6 +121,7 @@ class ApplyLock:
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
+        stale_taken = False
         while True:
             if self._elector.try_acquire():
                 break
@@ -128,9 +129,9 @@ class ApplyLock:
             if error is not None:
                 status, text = error
                 hint = (
-                    f"grant the service account create, get and update on leases in namespace "
-                    f"{self.config.namespace} (deploy/base/rbac.yaml), or give --lock-namespace "
-                    "a namespace where it has them"
+                    "grant the service account create, get and update on leases in namespace "
+                    f"{self.config.namespace} (deploy/base/lock-rbac.yaml), or give "
+                    "--lock-namespace a namespace where it has them"
                     if status in (401, 403)
                     else "check that the cluster's API server is reachable (--kubeconfig, "
                     "--context); nothing was applied"
@@ -141,7 +142,8 @@ class ApplyLock:
                         "--lock-namespace one that exists; nothing was applied"
                     )
                 raise LockError(f"cannot take the lock ({self.where}): {text}", hint=hint)
-            if self.timeout <= 0 and self._elector.expire_if_stale(skew=SKEW):
+            if not stale_taken and self.timeout <= 0 and self._elector.expire_if_stale(skew=SKEW):
+                stale_taken = True  # once: a race lost for it is another holder's win
                 continue  # its holder stopped renewing long ago: take it now
             left = deadline - time.monotonic()
             if left <= 0:

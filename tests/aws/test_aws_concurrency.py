@@ -333,3 +333,15 @@ def test_the_cli_apply_in_files_mode_says_no_lock_is_held(
     argv = ["apply", "-f", str(EXAMPLE / "cluster"), "--topology", str(topology_file)]
     assert main([*argv, "--auto-approve"]) == 0
     assert "note: no lock is held: the policies come from files" in capsys.readouterr().out
+
+
+def test_a_lease_the_service_account_may_not_take_is_an_error_naming_the_permission(
+    kube: KubeApi,
+) -> None:
+    kube.fail_next(1, status=403, match="leases")
+    with pytest.raises(LockError) as refused:
+        lock(kube, "cron/1/nsgsync").acquire()
+    assert f"cannot take the lock (Lease nsgsync/{lock_name('safe', 'aws')}): 403" in str(
+        refused.value
+    )
+    assert "create, get and update on leases in namespace nsgsync" in refused.value.hint
