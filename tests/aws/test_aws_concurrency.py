@@ -345,3 +345,65 @@ def test_a_lease_the_service_account_may_not_take_is_an_error_naming_the_permiss
         refused.value
     )
     assert "create, get and update on leases in namespace nsgsync" in refused.value.hint
+
+
+def test_an_apply_that_cannot_renew_its_lease_stops_before_its_next_write(
+    cloud: Cloud, kube: KubeApi
+) -> None:
+    with lock(kube, "laptop/1/alice") as held:
+        kube.fail_next(10_000, status=500, match="leases")  # the API server fails it
+        pause = threading.Event()
+        for _ in range(600):  # polled, generously: the renew deadline is 2 s
+            if not held.holding():
+                break
+            pause.wait(0.1)
+        planned = make_plan(cloud.adapter, wanted(8080), session=cloud.session)
+        writes_before = cloud.ec2.writes()
+
+        def progress(message: str) -> None:
+            held.check()
+
+        with pytest.raises(LockError) as lost:
+            apply_plan(cloud.adapter, planned, cloud.session, progress=progress)
+    assert "lost the lock" in str(lost.value)
+    assert "the apply stopped before its next write" in str(lost.value)
+    assert cloud.ec2.writes() == writes_before
+    assert cloud.ports() == {80}
+
+
+def test_the_cli_destroy_holds_the_lock_too(
+    topology_file: Path, ec2: Ec2, kube: KubeApi, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "apply",
+                "-f",
+                str(EXAMPLE / "cluster"),
+                "--topology",
+                str(topology_file),
+                "--auto-approve",
+            ]
+        )
+        == 0
+    )
+    cluster = yaml.safe_load(topology_file.read_text())["cluster"]
+    kube.add(lease(lock_name(cluster, "aws"), "ci/7/bob", datetime.now(UTC)))
+    capsys.readouterr()
+    kubeconfig = write_kubeconfig(tmp_path, kube)
+    argv = ["destroy", "--topology", str(topology_file), "--auto-approve"]
+    assert main([*argv, "--kubeconfig", str(kubeconfig)]) == 1
+    assert "held by ci/7/bob since" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "plan",
+                "-f",
+                str(EXAMPLE / "cluster"),
+                "--topology",
+                str(topology_file),
+                "--detailed-exitcode",
+            ]
+        )
+        == 0
+    )  # nothing was destroyed
