@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from nsgsync.cli import plan_view
-from nsgsync.cli.common import add_input_options, progress, read_inputs
+from nsgsync.cli.common import (
+    add_input_options,
+    add_lock_options,
+    apply_lock,
+    progress,
+    read_inputs,
+)
 from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError, excerpt
@@ -106,6 +113,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="then apply the Kubernetes objects that attach the cloud resources to pods "
         "(AWS: SecurityGroupPolicy), with the kubeconfig's or in-cluster credentials",
     )
+    add_lock_options(apply)
     apply.set_defaults(run=run_apply)
 
 
@@ -195,20 +203,27 @@ def run_apply(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)
     adapter = configure(inputs.topology, source=args.topology)
     session = adapter.session()
-    progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
-    planned = make_plan(adapter, inputs.intent, session=session)
-    plan = planned.plan
-    check_guardrails(
-        plan,
-        guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=args.allow_empty),
-        policy_count=len(inputs.inventory.policies),
-        owned_count=len(planned.actual),
-    )
-    code = _review_and_apply(
-        plan, adapter, session, snapshot=planned.snapshot, auto_approve=args.auto_approve
-    )
-    if code == 0 and args.apply_attachments:
-        _attach(args, adapter, inputs.inventory.namespaces, session)
+    # Held from before the read the plan is made from until the last write.
+    with apply_lock(args, inputs.topology) as lock:
+        progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
+        planned = make_plan(adapter, inputs.intent, session=session, notes=[lock.note])
+        plan = planned.plan
+        check_guardrails(
+            plan,
+            guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=args.allow_empty),
+            policy_count=len(inputs.inventory.policies),
+            owned_count=len(planned.actual),
+        )
+        code = _review_and_apply(
+            plan,
+            adapter,
+            session,
+            snapshot=planned.snapshot,
+            auto_approve=args.auto_approve,
+            progress=lock.progress,
+        )
+        if code == 0 and args.apply_attachments:
+            _attach(args, adapter, inputs.inventory.namespaces, session)
     return code
 
 
@@ -222,6 +237,7 @@ def _review_and_apply(
     saved: bool = False,
     verb: str = "Apply",
     show: bool = True,
+    progress: Callable[[str], None] = progress,
 ) -> int:
     """Print the plan, ask (unless auto-approved), apply, and say what was done."""
     if show:
@@ -320,4 +336,13 @@ def _apply_saved(args: argparse.Namespace) -> int:
         policy_count=1,
         owned_count=0,
     )
-    return _review_and_apply(plan, adapter, session, auto_approve=args.auto_approve, saved=True)
+    with apply_lock(args, topology) as lock:
+        plan = replace(plan, notes=(*plan.notes, lock.note))
+        return _review_and_apply(
+            plan,
+            adapter,
+            session,
+            auto_approve=args.auto_approve,
+            saved=True,
+            progress=lock.progress,
+        )

@@ -41,6 +41,16 @@ class AwsAdapter:
         resources, users = ec2.read(session, self.config, self.cluster)
         return Snapshot(tuple(resources), users=users)
 
+    def reread(
+        self, session: Any, touched: Sequence[Resource], *, applied: Applied
+    ) -> tuple[Resource, ...]:
+        """The touched segments' groups and their rules: one filtered call for the groups,
+        one per 200 groups for their rules."""
+        known = {i.name: gid for i, gid in applied.ids.items() if i.kind == group_key("").kind}
+        segments = sorted({r.segment for r in touched if r.segment is not None})
+        resources, _ = ec2.read(session, self.config, self.cluster, segments=segments, known=known)
+        return tuple(resources)
+
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         desired, findings = _render.render(intent, self.topology, self.config)
         _render.check_limits(desired, self.config)

@@ -112,28 +112,46 @@ def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dic
         ) from exc
 
 
-def read(client: Any, config: AwsConfig, cluster: str) -> tuple[list[Resource], dict[str, int]]:
+def read(
+    client: Any,
+    config: AwsConfig,
+    cluster: str,
+    *,
+    segments: Sequence[str] | None = None,
+    known: Mapping[str, str] | None = None,
+) -> tuple[list[Resource], dict[str, int]]:
     """The groups nsgsync owns in the VPC, every rule in them, and how many network
-    interfaces use each group (by group id)."""
+    interfaces use each group (by group id). With `segments`, only those segments' groups
+    (`known`: the ids of nsgsync's other groups, by segment, so that a rule referencing
+    one reads as a full read reads it)."""
+    filters = [
+        {"Name": "vpc-id", "Values": [config.vpc_id]},
+        {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
+    ]
+    chunks: list[list[dict[str, Any]]] = [filters]
+    if segments is not None:
+        chunks = [
+            [*filters, {"Name": f"tag:{SEGMENT_TAG}", "Values": list(chunk)}]
+            for chunk in _chunks(sorted(set(segments)), _FILTER_VALUES)
+        ]
     groups: dict[str, list[dict[str, Any]]] = {}
-    for g in _pages(
-        client,
-        "describe_security_groups",
-        "SecurityGroups",
-        Filters=[
-            {"Name": "vpc-id", "Values": [config.vpc_id]},
-            {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
-        ],
-        PaginationConfig={"PageSize": 1000},
-    ):
-        tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
-        segment = tags.get(SEGMENT_TAG)
-        if segment:
-            groups.setdefault(segment, []).append(g)
+    for f in chunks:
+        for g in _pages(
+            client,
+            "describe_security_groups",
+            "SecurityGroups",
+            Filters=f,
+            PaginationConfig={"PageSize": 1000},
+        ):
+            tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
+            segment = tags.get(SEGMENT_TAG)
+            if segment:
+                groups.setdefault(segment, []).append(g)
     users = _users(client, sorted(g["GroupId"] for gs in groups.values() for g in gs))
     out: list[Resource] = []
     owner: dict[str, tuple[str, Ident]] = {}  # group id -> segment, the group's identity
-    keepers: dict[str, str] = {}  # group id -> segment, for the one group of each segment
+    # group id -> segment, for the one group of each segment
+    keepers: dict[str, str] = {gid: seg for seg, gid in (known or {}).items()}
     for segment, found in sorted(groups.items()):
         keeper = _keeper(segment, found, users, cluster)
         for g in found:

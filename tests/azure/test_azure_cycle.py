@@ -10,7 +10,7 @@ from azure.mgmt.network.models import TagsObject
 
 from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
-from nsgsync.errors import LimitError, ProviderError
+from nsgsync.errors import ConcurrentChangeError, LimitError, ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, NetworkPolicy, Topology
 from nsgsync.plan import Op, Plan
@@ -225,10 +225,12 @@ def test_throttling_is_retried_after_retry_after(arm: Arm) -> None:
     conn = provider.session(network_client=arm.client)
     planned = make_plan(provider, intent, session=conn).plan
     arm.fake.clear_log()
-    arm.fake.throttle(2, retry_after=1)
+    arm.fake.throttle(2, retry_after=1, writes_only=True)
     apply_plan(provider, planned, conn, progress=lambda _: None)
     # the first write is answered 429 twice, then goes through after Retry-After each time
-    assert [(s.method, s.status) for s in arm.fake.log[:3]] == [
+    # (the re-reads of what it touches come before it)
+    writes = [s for s in arm.fake.log if s.method != "GET"]
+    assert [(s.method, s.status) for s in writes[:3]] == [
         ("PUT", 429),
         ("PUT", 429),
         ("PUT", 201),
@@ -455,3 +457,31 @@ def test_a_copy_of_an_owned_nsg_is_destroyed_and_never_written_into(arm: Arm) ->
     planned = apply(arm, topology, intent)
     assert planned.empty and [r.key for r in planned.retiring] == ["nsg/restored-shop-db"]
     assert arm.fake.get_nsg(SUB, RG, "restored-shop-db") is not None
+
+
+def test_a_rule_deleted_by_hand_after_the_plan_stops_the_apply_before_its_nsg(arm: Arm) -> None:
+    topology, inventory = example(arm)
+    apply(arm, topology, compile_intent(topology, inventory))
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    nothing = Intent(cluster=topology.cluster, segments=())
+    planned = make_plan(provider, nothing, session=conn, destroy=True)
+    # Between the plan and its apply, a person deletes a rule of an NSG it deletes.
+    arm.client.security_rules.begin_delete(
+        RG, "nsgsync-demo-eu-1-shop-db", "nsgsync-shop-db-in-default"
+    ).result()
+    with pytest.raises(ConcurrentChangeError) as stopped:
+        apply_plan(provider, planned, conn, progress=lambda _: None)
+    message = str(stopped.value)
+    assert "sr/nsgsync-demo-eu-1-shop-db/nsgsync-shop-db-in-default" in message
+    assert "is gone, but existed when the plan was made" in message
+    assert "before its delete phase" in message
+    # The NSG was not deleted; planned again, the destroy completes.
+    arm.client.network_security_groups.get(RG, "nsgsync-demo-eu-1-shop-db")
+    apply_plan(
+        provider,
+        make_plan(provider, nothing, session=conn, destroy=True),
+        conn,
+        progress=lambda _: None,
+    )
+    assert make_plan(provider, nothing, session=conn, destroy=True).plan.empty

@@ -308,6 +308,7 @@ class FakeArm:
         self._counter = 0
         self._throttle_left = 0
         self._throttle_retry_after = 0
+        self._throttle_writes_only = False
         self._writes_before_failure: int | None = None
         self._failure_status = 500
         self._lock = threading.RLock()
@@ -458,11 +459,13 @@ class FakeArm:
 
     # --- faults --------------------------------------------------------------------------------
 
-    def throttle(self, n: int, retry_after: int = 0) -> None:
-        """Answer the next n requests, of any kind, 429 with Retry-After and ARM's body."""
+    def throttle(self, n: int, retry_after: int = 0, *, writes_only: bool = False) -> None:
+        """Answer the next n requests, of any kind (or only writes), 429 with Retry-After
+        and ARM's body."""
         with self._lock:
             self._throttle_left = n
             self._throttle_retry_after = retry_after
+            self._throttle_writes_only = writes_only
 
     def fail_writes_after(self, n: int, status: int = 500) -> None:
         """Let n more writes succeed, then answer every write `status` until clear_faults().
@@ -539,7 +542,9 @@ class FakeArm:
     def _serve(
         self, request: _Request, found: tuple[re.Pattern[str], dict[str, Handler]] | None
     ) -> Reply:
-        if self._throttle_left > 0:
+        if self._throttle_left > 0 and (
+            not self._throttle_writes_only or request.method in WRITE_METHODS
+        ):
             self._throttle_left -= 1
             raise self._throttled(request)
         is_write = request.method in WRITE_METHODS
