@@ -252,6 +252,14 @@ class TieredCompiler:
                 start = live
                 removed = _NOTHING
                 for policy, cover in members:
+                    if policy.dialect == "NetworkPolicy":
+                        if any(r.direction is direction for r in policy.rules):
+                            hit_total, grants = self._network_policy(
+                                seg, policy, cover, start, direction
+                            )
+                            allowed += grants
+                            total |= hit_total
+                        continue
                     local = start
                     for rule in policy.rules:
                         if rule.direction is not direction:
@@ -270,15 +278,7 @@ class TieredCompiler:
                             )
                         removed |= sure
                         local -= sure
-                    if policy.dialect == "NetworkPolicy" and any(
-                        r.direction is direction for r in policy.rules
-                    ):
-                        hit_total, grants = self._network_policy(
-                            seg, policy, cover, start, direction
-                        )
-                        allowed += grants
-                        total |= hit_total
-                    if cover is Cover.SOME and policy.dialect != "NetworkPolicy":
+                    if cover is Cover.SOME:
                         self._widened(seg, policy, direction)
                 live = start - removed
             if stage.end is End.DENY_IF_SELECTED and self._isolates(seg, stage, direction):
