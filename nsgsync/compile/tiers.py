@@ -269,6 +269,11 @@ class TieredCompiler:
                         if rule.action is Action.ALLOW and hit:
                             allowed += self._grants(hit, policy.ref, rule.index)
                             total |= hit
+                            if rule.unmodeled:
+                                detail = f"{what} rule {rule.index}: {rule.unmodeled}"
+                                self.base._gathered[(Code.RULE_UNMODELED, policy.ref, detail)].add(
+                                    seg.name
+                                )
                         elif rule.action is Action.PASS:
                             nxt |= hit
                         if rule.action is not Action.ALLOW and not (hit - sure).issubset(_NOTHING):
