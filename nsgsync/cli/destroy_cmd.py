@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from nsgsync.cli.common import progress
+from nsgsync.cli.common import add_timeout_option, cloud_session, progress, timeouts
 from nsgsync.cli.plan_cmd import _review_and_apply
 from nsgsync.engine import Guardrails, check_guardrails, make_plan
 from nsgsync.intent import Intent
@@ -50,13 +50,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="refuse a plan that destroys more than N resources",
     )
+    add_timeout_option(p)
     p.set_defaults(run=run_destroy)
 
 
 def run_destroy(args: argparse.Namespace) -> int:
+    timeouts(args)  # the run's clock starts here
     topology = load_topology(args.topology)
     adapter = configure(topology, source=args.topology)
-    session = adapter.session()
+    session = cloud_session(adapter, args)
     progress(f"reading what nsgsync owns for cluster {topology.cluster} ...")
     nothing = Intent(cluster=topology.cluster, segments=())
     planned = make_plan(
@@ -82,5 +84,6 @@ def run_destroy(args: argparse.Namespace) -> int:
         auto_approve=args.auto_approve,
         verb="Destroy",
         show=args.output != "json",
+        limits=timeouts(args),
     )
     return code or changed

@@ -9,14 +9,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nsgsync.cli import plan_view
-from nsgsync.cli.common import add_input_options, progress, read_inputs
+from nsgsync.cli.common import (
+    add_input_options,
+    add_timeout_option,
+    cloud_session,
+    progress,
+    read_inputs,
+    timeouts,
+)
 from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError, excerpt
 from nsgsync.intent import Severity
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
-from nsgsync.provider import Adapter, Attaching, Snapshot, configure
+from nsgsync.provider import Adapter, Attaching, Snapshot, Timeouts, configure
 from nsgsync.sources import apply_objects, cluster_client, load_topology
 
 PLAN_EXAMPLES = """\
@@ -67,6 +74,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="write the plan as JSON, for `nsgsync apply FILE` after review",
     )
+    add_timeout_option(plan)
     plan.set_defaults(run=run_plan)
 
     apply = sub.add_parser(
@@ -101,6 +109,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="then apply the Kubernetes objects that attach the cloud resources to pods "
         "(AWS: SecurityGroupPolicy), with the kubeconfig's or in-cluster credentials",
     )
+    add_timeout_option(apply)
     apply.set_defaults(run=run_apply)
 
 
@@ -122,9 +131,10 @@ def run_plan(args: argparse.Namespace) -> int:
             hint="drop --offline to save a plan for `nsgsync apply`, or drop --save-plan "
             "(use -o json to keep an offline plan for review)",
         )
+    timeouts(args)  # the run's clock starts here
     inputs = read_inputs(args)
     adapter = configure(inputs.topology, source=args.topology)
-    session = None if args.offline else adapter.session()
+    session = None if args.offline else cloud_session(adapter, args)
     if not args.offline:
         progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
     planned = make_plan(adapter, inputs.intent, session=session)
@@ -187,9 +197,10 @@ def _confirm(auto: bool) -> bool:
 def run_apply(args: argparse.Namespace) -> int:
     if args.plan_file:
         return _apply_saved(args)
+    timeouts(args)  # the run's clock starts here
     inputs = read_inputs(args)
     adapter = configure(inputs.topology, source=args.topology)
-    session = adapter.session()
+    session = cloud_session(adapter, args)
     progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
     planned = make_plan(adapter, inputs.intent, session=session)
     plan = planned.plan
@@ -200,7 +211,12 @@ def run_apply(args: argparse.Namespace) -> int:
         owned_count=len(planned.actual),
     )
     code = _review_and_apply(
-        plan, adapter, session, snapshot=planned.snapshot, auto_approve=args.auto_approve
+        plan,
+        adapter,
+        session,
+        snapshot=planned.snapshot,
+        auto_approve=args.auto_approve,
+        limits=timeouts(args),
     )
     if code == 0 and args.apply_attachments:
         _attach(args, adapter, inputs.inventory.namespaces, session)
@@ -217,6 +233,7 @@ def _review_and_apply(
     saved: bool = False,
     verb: str = "Apply",
     show: bool = True,
+    limits: Timeouts | None = None,
 ) -> int:
     """Print the plan, ask (unless auto-approved), apply, and say what was done."""
     if show:
@@ -226,7 +243,15 @@ def _review_and_apply(
     if not _confirm(auto_approve):
         print(f"{verb} cancelled; nothing was changed.")
         return 1
-    apply_plan(adapter, plan, session, progress=progress, snapshot=snapshot, saved=saved)
+    apply_plan(
+        adapter,
+        plan,
+        session,
+        progress=progress,
+        snapshot=snapshot,
+        saved=saved,
+        timeouts=limits,
+    )
     s = plan.summary()
     done = (
         f"{verb} complete! Resources: {s['add']} added, {s['change']} changed, "
@@ -259,6 +284,7 @@ def _attach(
 
 
 def _apply_saved(args: argparse.Namespace) -> int:
+    timeouts(args)  # the run's clock starts here
     path = Path(args.plan_file)
     topology = load_topology(args.topology)
     adapter = configure(topology, source=args.topology)
@@ -288,11 +314,18 @@ def _apply_saved(args: argparse.Namespace) -> int:
             f"{topology.provider}/{topology.cluster}",
             file=str(path),
         )
-    session = adapter.session()
+    session = cloud_session(adapter, args)
     check_guardrails(
         plan,
         guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
         policy_count=1,
         owned_count=0,
     )
-    return _review_and_apply(plan, adapter, session, auto_approve=args.auto_approve, saved=True)
+    return _review_and_apply(
+        plan,
+        adapter,
+        session,
+        auto_approve=args.auto_approve,
+        saved=True,
+        limits=timeouts(args),
+    )
