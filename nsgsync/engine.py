@@ -359,7 +359,7 @@ def run(
     limits = timeouts or Timeouts()
 
     def tell(message: str) -> None:
-        progress(f"{ledger.line()} {message}")
+        progress(f"{message} {ledger.line()}")
 
     try:
         _run(adapter, sched, plan, session, snapshot, tell=tell, ledger=ledger, limits=limits)
