@@ -18,11 +18,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from nsgsync.errors import (
-    ApplyIncomplete,
     CloudError,
     GuardrailError,
     LimitError,
-    NsgsyncError,
+    ProviderError,
     StalePlanError,
 )
 from nsgsync.intent import Finding, Intent
@@ -353,8 +352,8 @@ def run(
     progress: Progress,
     timeouts: Timeouts | None = None,
 ) -> None:
-    """Run the schedule; when a call fails (or the run's deadline passes between two),
-    stop and raise ApplyIncomplete saying what was done and what was not."""
+    """Run the schedule; when a call fails (or the run's deadline passes between two), stop,
+    and let the error say what was done and what was not."""
     ledger = Ledger.of(plan)
     limits = timeouts or Timeouts()
 
@@ -363,18 +362,15 @@ def run(
 
     try:
         _run(adapter, sched, plan, session, snapshot, tell=tell, ledger=ledger, limits=limits)
-    except NsgsyncError as exc:
+    except ProviderError as exc:  # a cloud call failed (not a stop asked for by the caller)
         transient = isinstance(exc, CloudError) and exc.transient
-        then = (
-            "the next apply completes it (it reads the cloud as it is now)"
+        exc.stopped_apply(
+            ledger.summary(),
+            then="the next apply completes it (it reads the cloud as it is now)"
             if transient
-            else "once that is fixed, the next apply completes it"
+            else "once that is fixed, the next apply completes it",
         )
-        raise ApplyIncomplete(
-            f"apply stopped midway: {exc.message}\n{ledger.summary()}",
-            hint=f"{exc.hint}; {then}" if exc.hint else then,
-            transient=transient,
-        ) from exc
+        raise
 
 
 def _run(

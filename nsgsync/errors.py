@@ -48,6 +48,13 @@ class NsgsyncError(Exception):
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
 
+    def stopped_apply(self, summary: str, *, then: str) -> None:
+        """Make this the error an apply stopped at: what it did and did not, and what next.
+        The error keeps its class: callers tell failures apart by it."""
+        self.message = f"apply stopped midway: {self.message}\n{summary}"
+        self.hint = f"{self.hint}; {then}" if self.hint else then
+        self.args = (self.message,)
+
 
 class InputError(NsgsyncError):
     """Bad input: a manifest or topology that cannot be used. Nothing is applied."""
@@ -165,11 +172,3 @@ class CloudError(ProviderError):
     @property
     def transient(self) -> bool:
         return self.failure in TRANSIENT
-
-
-class ApplyIncomplete(NsgsyncError):
-    """An apply stopped midway; the message says what was done and what was not."""
-
-    def __init__(self, message: str, *, hint: str, transient: bool) -> None:
-        super().__init__(message, hint=hint)
-        self.transient = transient
