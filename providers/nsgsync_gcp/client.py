@@ -21,6 +21,7 @@ from google.api_core.extended_operation import ExtendedOperation
 from google.api_core.retry import Retry, if_exception_type
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import compute_v1
+from google.protobuf import json_format  # type: ignore[import-untyped]
 
 from nsgsync.errors import CloudError, Failure, ProviderError, excerpt
 from nsgsync.net import AddressSet
@@ -66,6 +67,7 @@ _CLOUD_ERRORS = (
     TimeoutError,
     requests.exceptions.RequestException,
     ValueError,
+    json_format.ParseError,
 )
 _HINT = (
     "check the credentials and the IAM permissions in docs/gcp.md; a run that stopped "
@@ -387,7 +389,10 @@ def _run(session: Session, project: str, writes: Sequence[Write]) -> None:
         raise _error(project, *failure, session) from failure[1]
 
 
-def classify(exc: Exception) -> Failure:
+def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, exceptions.RetryError):
+        # The retries ran out (their time, or the run's): what failed is the last cause.
+        return classify(exc.cause) if exc.cause is not None else Failure.TRANSPORT
     text = str(exc).upper()
     if isinstance(exc, exceptions.TooManyRequests) or "RATELIMITEXCEEDED" in text:
         return Failure.THROTTLING
@@ -395,7 +400,7 @@ def classify(exc: Exception) -> Failure:
         return Failure.QUOTA
     if isinstance(exc, (exceptions.Forbidden, exceptions.Unauthorized, GoogleAuthError)):
         return Failure.PERMISSION
-    transport = (TimeoutError, ValueError, exceptions.ServerError)
+    transport = (TimeoutError, ValueError, json_format.ParseError, exceptions.ServerError)
     if isinstance(exc, (*_TRANSPORT, *transport, requests.exceptions.RequestException)):
         return Failure.TRANSPORT
     if "RESOURCEINUSE" in text:
@@ -415,7 +420,7 @@ _HINTS = {
 def _error(project: str, what: str, exc: Exception, session: Session | None = None) -> CloudError:
     failure = classify(exc)
     endpoint = _endpoint(session)
-    if isinstance(exc, ValueError):
+    if isinstance(exc, (ValueError, json_format.ParseError)):
         text = f"the reply at {endpoint} is not the compute API's JSON"
     elif failure is Failure.TRANSPORT:
         text = f"{type(exc).__name__} at {endpoint}: {excerpt(str(exc), limit=160)}"
