@@ -16,16 +16,24 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    DecodeError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.polling import LROPoller
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule, Subnet, TagsObject
 
-from nsgsync.errors import LimitError, ProviderError
+from nsgsync.errors import CloudError, Failure, LimitError, ProviderError, excerpt
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import Created, Progress
+from nsgsync.provider import Created, Progress, Timeouts
 from nsgsync_azure.config import SUBNET_ID, AzureConfig, Settings
 from nsgsync_azure.priorities import Group, assign, group_of
 from nsgsync_azure.render import (
@@ -46,10 +54,6 @@ from nsgsync_azure.render import (
 
 T = TypeVar("T")
 
-_HINT = (
-    "check the credentials and the role in docs/azure.md; a run that stopped midway is "
-    "completed by the next apply"
-)
 _RULE_SEGMENT = re.compile(
     r"^nsgsync-(?P<segment>[a-z0-9-]+)-(?:in|out)-(?:default|[0-9a-f]{10}(?:-\d+)?)$"
 )
@@ -71,9 +75,23 @@ def endpoint(config: AzureConfig) -> tuple[str, str]:
     return (config.arm_endpoint or arm).rstrip("/"), authority
 
 
-def make_client(config: AzureConfig, credential: Any = None) -> NetworkManagementClient:
+class _Deadline(SansIOHTTPPolicy[Any, Any]):
+    """Before each attempt of a call: stop once the run's deadline has passed."""
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self.timeouts = timeouts
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        self.timeouts.check(f"an ARM call to {request.http_request.url.split('?')[0]}")
+
+
+def make_client(
+    config: AzureConfig, credential: Any = None, *, timeouts: Timeouts | None = None
+) -> NetworkManagementClient:
     """A client that finds credentials itself (environment, workload identity, az login),
-    at the topology's cloud (azure.cloud) or ARM endpoint (azure.armEndpoint)."""
+    at the topology's cloud (azure.cloud) or ARM endpoint (azure.armEndpoint). Every attempt
+    of a call times out in seconds (azure-core waits 300 s to read by default)."""
+    t = timeouts or Timeouts()
     arm, authority = endpoint(config)
     if credential is None:
         from azure.identity import DefaultAzureCredential  # only when talking to Azure
@@ -95,6 +113,9 @@ def make_client(config: AzureConfig, credential: Any = None) -> NetworkManagemen
         retry_total=10,
         retry_backoff_factor=1.0,
         retry_backoff_max=60,
+        connection_timeout=t.connect_timeout(),
+        read_timeout=t.read_timeout(),
+        per_retry_policies=[_Deadline(t)],
         **extra,
     )
 
@@ -106,6 +127,44 @@ class _LoopbackPolicy(ARMChallengeAuthenticationPolicy):
     def on_request(self, request: PipelineRequest[Any]) -> None:
         request.context.options["enforce_https"] = False
         super().on_request(request)
+
+
+# ARM's error codes by what they mean for the run (docs/operating-in-production.md).
+_QUOTA = re.compile(r"(?i)(quota|limitreached|limitexceeded)")
+_DEPENDENCY = re.compile(r"(?i)(inuse|cannotbedeleted)")
+_HINTS = {
+    Failure.QUOTA: "an Azure limit is reached (rules per NSG, NSGs per subscription), and "
+    "running again fails the same way: raise the quota, or give the segments fewer, larger "
+    "CIDRs",
+    Failure.PERMISSION: "the credentials in use lack this call, or are missing or expired: "
+    "give them the role in docs/azure.md",
+    Failure.DEPENDENCY: "a subnet or network interface still uses the NSG; running again "
+    "fails the same way until nothing uses it",
+}
+
+
+def classify(exc: AzureError) -> Failure:
+    if isinstance(exc, ClientAuthenticationError):
+        return Failure.PERMISSION
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, DecodeError)):
+        return Failure.TRANSPORT
+    if not isinstance(exc, HttpResponseError):
+        return Failure.INVALID
+    status = exc.status_code or 0
+    code = str(exc.error.code if exc.error is not None else "") or str(exc.reason or "")
+    if status == 429 or code in ("AnotherOperationInProgress", "RetryableError"):
+        return Failure.THROTTLING
+    if status in (401, 403):
+        return Failure.PERMISSION
+    if status >= 500:
+        return Failure.TRANSPORT
+    if _QUOTA.search(code):
+        return Failure.QUOTA
+    if _DEPENDENCY.search(code):
+        return Failure.DEPENDENCY
+    if status in (404, 409, 412):
+        return Failure.CONFLICT
+    return Failure.INVALID
 
 
 def _message(exc: AzureError) -> str:
@@ -182,7 +241,16 @@ class Arm:
         try:
             return fn()
         except AzureError as exc:
-            raise ProviderError(f"Azure {what} failed: {_message(exc)}", hint=_HINT) from exc
+            failure = classify(exc)
+            text = _message(exc)
+            if isinstance(exc, DecodeError):
+                text = "the reply is not ARM's JSON"
+            return_hint = _HINTS.get(failure, "")
+            raise CloudError(
+                f"Azure {what} failed ({failure}): {excerpt(text, limit=200).strip(chr(39))}",
+                failure=failure,
+                hint=return_hint,
+            ) from exc
 
     def _wait(self, what: str, start: Callable[[], LROPoller[Any]]) -> None:
         self._call(what, lambda: start().result())
