@@ -126,7 +126,7 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
 def add_timeout_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
         help="stop the whole run after SECONDS (counted from its start): no call is begun "
         "past it and no call waits past it; an apply that stops says what it did and what "
@@ -134,7 +134,7 @@ def add_timeout_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
     """A positive number of seconds: argparse turns the ValueError into a usage error."""
     value = float(text)
     if not value > 0 or value == float("inf"):

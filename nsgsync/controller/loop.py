@@ -42,6 +42,7 @@ from nsgsync.controller.reconcile import (
 from nsgsync.controller.watch import Backoff, Cache
 from nsgsync.errors import GuardrailError, NsgsyncError
 from nsgsync.model import Topology
+from nsgsync.provider import Timeouts
 from nsgsync.sources import load_topology
 
 log = logging.getLogger("nsgsync.controller")
@@ -65,6 +66,7 @@ class Options:
     port: int | None = 8080  # None: no HTTP server
     event_interval: float = 300.0
     shutdown_grace: float = 20.0
+    timeout: float | None = None  # seconds each reconcile's apply may take
 
 
 class Controller:
@@ -297,6 +299,7 @@ class Controller:
                 ),
                 attacher=attacher,
                 proceed=self._may_write,
+                timeouts=Timeouts.run_for(opts.timeout),
             )
         except Abandoned as exc:
             outcome_label = "abandoned"
