@@ -9,6 +9,7 @@ changed. A hand-made rule that looks like nsgsync's is drift, reverted.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     DecodeError,
+    DeserializationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
@@ -148,6 +150,8 @@ def classify(exc: AzureError) -> Failure:
         return Failure.PERMISSION
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, DecodeError)):
         return Failure.TRANSPORT
+    if isinstance(exc, DeserializationError):
+        return Failure.TRANSPORT
     if not isinstance(exc, HttpResponseError):
         return Failure.INVALID
     status = exc.status_code or 0
@@ -240,10 +244,15 @@ class Arm:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
+        except json.JSONDecodeError as exc:  # the SDK parses some replies outside its errors
+            raise CloudError(
+                f"Azure {what} failed ({Failure.TRANSPORT}): the reply is not ARM's JSON",
+                failure=Failure.TRANSPORT,
+            ) from exc
         except AzureError as exc:
             failure = classify(exc)
             text = _message(exc)
-            if isinstance(exc, DecodeError):
+            if isinstance(exc, (DecodeError, DeserializationError)):
                 text = "the reply is not ARM's JSON"
             return_hint = _HINTS.get(failure, "")
             raise CloudError(

@@ -26,9 +26,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
+from http import HTTPStatus
 from typing import Any
 
 import requests
+from azure.core.exceptions import (
+    ServiceRequestError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.core.rest._http_response_impl import HttpResponseImpl
+from azure.core.utils import case_insensitive_dict
+
+from tests.fakes.azure_arm import ArmTransport, FakeArm
 
 
 class Fault(StrEnum):
@@ -101,15 +112,11 @@ class Rule:
 
 
 @dataclass
-class FaultProxy:
-    upstream: str
-    flavor: str  # aws | gcp | azure: the shape of throttling and server errors
-    is_write: Callable[[Request], bool]
-    url: str = ""
+class Script:
+    """Which requests get which fault (rules tried in the order injected), and what was seen."""
+
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, Fault | None]] = field(default_factory=list)
-    after: Callable[[], None] = lambda: None
-    released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def inject(
@@ -135,11 +142,21 @@ class FaultProxy:
             return None
 
 
+@dataclass
+class FaultProxy(Script):
+    upstream: str = ""
+    flavor: str = "aws"  # aws | gcp | azure: the shape of throttling and server errors
+    is_write: Callable[[Request], bool] = lambda _: False
+    url: str = ""
+    after: Callable[[], None] = lambda: None
+    released: threading.Event = field(default_factory=threading.Event)
+
+
 @contextmanager
 def fault_proxy(
     upstream: str, *, flavor: str, is_write: Callable[[Request], bool]
 ) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream, flavor, is_write)
+    proxy = FaultProxy(upstream=upstream, flavor=flavor, is_write=is_write)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -218,4 +235,74 @@ def ec2_write(req: Request) -> bool:
     return req.method == "POST" and not req.action.startswith("Describe")
 
 
-__all__ = ["Fault", "FaultProxy", "Request", "ec2_write", "fault_proxy"]
+class FaultyArmTransport(ArmTransport):
+    """The ARM stand-in is a transport, not a server: the same faults, at the transport. What
+    a client sees of a dropped connection, a lost reply or a silent endpoint is an exception
+    from the transport, raised here as azure-core's own transports raise them."""
+
+    def __init__(self, fake: FakeArm) -> None:
+        super().__init__(fake)
+        self.script = Script()
+        self.after: Callable[[], None] = lambda: None
+
+    def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        content: Any = request.content
+        if hasattr(content, "read"):
+            content = content.read()
+        body = content.encode() if isinstance(content, str) else content or b""
+        req = Request(request.method, request.url, body)
+        fault = self.script._pick(req)
+        if fault is Fault.DROP:
+            raise ServiceRequestError("connection closed before the request was sent")
+        if fault is Fault.HANG:
+            raise ServiceResponseTimeoutError("read timed out: no answer")
+        if fault in (Fault.THROTTLE, Fault.ERROR_500):
+            table = THROTTLED if fault is Fault.THROTTLE else SERVER_ERROR
+            status, kind, text = table["azure"]
+            return _Raw(request, status, kind, text, {"Retry-After": "0"})
+        if fault is Fault.EMPTY:
+            return _Raw(request, 200, "application/json", b"")
+        if fault is Fault.HTML:
+            return _Raw(request, 200, "text/html; charset=utf-8", HTML_PAGE)
+        reply = super().send(request, **kwargs)
+        if request.method in ("PUT", "PATCH", "DELETE", "POST"):
+            self.after()
+        if fault is Fault.LOSE:
+            raise ServiceResponseError("connection closed before the reply")
+        return reply
+
+
+class _Raw(HttpResponseImpl):
+    def __init__(
+        self,
+        request: HttpRequest,
+        status: int,
+        kind: str,
+        content: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        all_headers = {"Content-Type": kind, "Content-Length": str(len(content)), **(headers or {})}
+        super().__init__(
+            request=request,
+            internal_response=None,
+            status_code=status,
+            reason=HTTPStatus(status).phrase,
+            content_type=kind,
+            headers=case_insensitive_dict(all_headers),
+            stream_download_generator=lambda *_a, **_k: iter([content]),
+        )
+        self._content = content
+
+    def close(self) -> None:
+        self._is_closed = True
+
+
+__all__ = [
+    "Fault",
+    "FaultProxy",
+    "FaultyArmTransport",
+    "Request",
+    "Script",
+    "ec2_write",
+    "fault_proxy",
+]
