@@ -314,10 +314,9 @@ class Ledger:
         return ledger
 
     def made(self, changes: Sequence[Change]) -> None:
+        """One write call made, which did `changes`."""
         self.calls += 1
-        for c in changes:
-            self.done[self._what(c)] += 1
-            self.left[c.resource.segment or ""] -= 1
+        self.settle(changes)
 
     def settle(self, changes: Sequence[Change]) -> None:
         """Changes that needed no call of their own (the cloud made the rule with its group)."""
@@ -326,9 +325,9 @@ class Ledger:
             self.left[c.resource.segment or ""] -= 1
 
     def line(self) -> str:
-        segments = len(self.left)
-        finished = sum(1 for n in self.left.values() if n <= 0)
-        return f"[{finished}/{segments} segments done, {self.calls} write calls]"
+        segments = [n for s, n in self.left.items() if s]
+        finished = sum(1 for n in segments if n <= 0)
+        return f"[{finished}/{len(segments)} segments done, {self.calls} write calls]"
 
     @staticmethod
     def _say(counts: Counter[tuple[str, str]]) -> str:
@@ -414,8 +413,9 @@ def _run(
         ledger.made([c])
     if implicit:
         _adopt(adapter, phases, implicit, plan)
-        pending = {c.key for cs in phases.values() for c in cs}
-        ledger.settle([c for c in plan.changes if c.key in {r.key for r in implicit} - pending])
+        # An implicit rule kept as it is needs no call: its planned add is done.
+        kept = {r.key for r in implicit} - {c.key for cs in phases.values() for c in cs}
+        ledger.settle([c for c in plan.changes if c.key in kept])
     for phase in ORDER:
         todo = [c for c in phases.get(phase, []) if c.resource.ident not in absorbed]
         for batch in _batches(adapter, phase, todo):

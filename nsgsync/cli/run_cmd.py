@@ -117,7 +117,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=seconds,
         metavar="SECONDS",
         help="stop a reconcile's apply after SECONDS (no call begins or waits past it); "
-        "it says what it did and is retried like any failed reconcile",
+        "it says what it did and is retried like any failed reconcile (default: no limit "
+        "beyond each call's own timeouts; e.g. --timeout 600)",
     )
     loop.add_argument(
         "--retry-max",

@@ -105,6 +105,8 @@ def guard(client: Any, timeouts: Timeouts, *, progress: Progress | None = None) 
         timeouts.check(f"an EC2 call to {endpoint}")
 
     def before_parse(operation_model: Any, response_dict: Mapping[str, Any], **_: Any) -> None:
+        if int(response_dict.get("status_code") or 0) >= 300:
+            return  # an error status: botocore retries it (5xx) or reports its code
         body = response_dict.get("body") or b""
         headers = {k.lower(): v for k, v in (response_dict.get("headers") or {}).items()}
         kind = str(headers.get("content-type", ""))
