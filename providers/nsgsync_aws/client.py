@@ -221,7 +221,10 @@ def retried(exc: ClientError) -> bool:
 
 def cloud_error(client: Any, what: str, exc: Exception) -> CloudError:
     """One line and a true hint for a failed EC2 call, by what kind of failure it is."""
-    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "the EC2 endpoint")
+    meta = getattr(client, "meta", None)
+    endpoint = getattr(meta, "endpoint_url", "the EC2 endpoint")
+    # The API's own name (CreateSecurityGroup), as EC2's documentation and CloudTrail say it.
+    what = dict(getattr(meta, "method_to_api_mapping", {})).get(what, what)
     if isinstance(exc, ClientError):
         code = error_code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)

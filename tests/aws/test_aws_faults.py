@@ -24,7 +24,14 @@ from nsgsync.sources.files import topology_from_mapping
 from tests.aws.conftest import Ec2
 from tests.aws.evaluate import Groups
 from tests.cycle import EXAMPLE, probe_addresses
-from tests.fakes.fault_proxy import Fault, FaultProxy, Request, ec2_write, fault_proxy
+from tests.fakes.fault_proxy import (
+    Fault,
+    FaultProxy,
+    Request,
+    ec2_error,
+    ec2_write,
+    fault_proxy,
+)
 
 PORTS = [("TCP", 80), ("TCP", 8080), ("TCP", 5432), ("TCP", 443), ("UDP", 53), ("SCTP", 7)]
 Probe = tuple[str, str, str, int]
@@ -365,3 +372,86 @@ def test_a_duplicate_on_the_first_attempt_stops_the_apply(
     assert apply(setup.after) == 0
     setup.check_every_moment(start, setup.allowed())
     converged(setup, capsys)
+
+
+# The cloud's own refusals: each names its class and a hint that is true of it, and only
+# the transient ones promise that the next apply completes the work.
+REFUSALS = [
+    (
+        "CreateSecurityGroup",
+        400,
+        "SecurityGroupLimitExceeded",
+        "(quota)",
+        "running again fails the same way: raise it in Service Quotas",
+    ),
+    (
+        "AuthorizeSecurityGroupIngress",
+        400,
+        "RulesPerSecurityGroupLimitExceeded",
+        "(quota)",
+        "running again fails the same way",
+    ),
+    (
+        "RevokeSecurityGroupIngress",
+        403,
+        "UnauthorizedOperation",
+        "(permission)",
+        "grant the IAM policy in docs/aws.md",
+    ),
+    (
+        "DeleteSecurityGroup",
+        400,
+        "DependencyViolation",
+        "(dependency)",
+        "a network interface, or a rule of another group, still uses the security group",
+    ),
+    (
+        "AuthorizeSecurityGroupIngress",
+        400,
+        "InvalidParameterValue",
+        "(invalid)",
+        "run with --debug and report it",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "code", "klass", "hint"),
+    REFUSALS,
+    ids=[code for _, _, code, _, _ in REFUSALS],
+)
+def test_a_refusal_names_its_class_and_a_true_hint(
+    setup: Setup,
+    capsys: pytest.CaptureFixture[str],
+    action: str,
+    status: int,
+    code: str,
+    klass: str,
+    hint: str,
+) -> None:
+    assert apply(setup.before) == 0
+    setup.proxy.answer(action, status, ec2_error(code), times=99)
+    capsys.readouterr()
+    assert apply(setup.after) == 1
+    err = capsys.readouterr().err
+    first = err[err.index("error: ") :].splitlines()[0]
+    assert first.startswith(f"error: apply stopped midway: EC2 {action} failed {klass}: {code}")
+    assert hint in err
+    assert "check credentials" not in err
+    assert "once that is fixed, the next apply completes it" in err
+    assert "the next apply completes it (it reads" not in err
+
+
+def test_a_group_name_held_by_another_is_a_name_collision(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply(setup.before) == 0
+    # A group of the name nsgsync will create, without its tags: not nsgsync's.
+    setup.ec2.client.create_security_group(
+        GroupName="nsgsync-demo-eu-1-batch", Description="a team's", VpcId=setup.ec2.vpc_id
+    )
+    capsys.readouterr()
+    assert apply(setup.after) == 1
+    err = capsys.readouterr().err
+    assert "EC2 CreateSecurityGroup failed (name-collision): InvalidGroup.Duplicate" in err
+    assert "exists in the VPC without nsgsync's tags" in err

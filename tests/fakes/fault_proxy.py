@@ -50,6 +50,7 @@ class Fault(StrEnum):
     HANG = "hang"
     EMPTY = "empty"
     HTML = "html"
+    REPLY = "reply"  # a scripted answer (`Rule.reply`), nothing done: the cloud's own error
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,16 @@ class Rule:
     fault: Fault
     when: Callable[[Request], bool]
     times: int
+    reply: tuple[int, str, bytes] | None = None  # status, content type, body
+
+
+def ec2_error(code: str, message: str = "refused") -> bytes:
+    """An EC2 error reply, in EC2's XML shape."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+        f"<Code>{code}</Code><Message>{message}</Message>"
+        "</Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+    ).encode()
 
 
 @dataclass
@@ -127,19 +138,35 @@ class Script:
         test = (lambda r, a=when: r.action == a) if isinstance(when, str) else when
         self.rules.append(Rule(fault, test, times))
 
+    def answer(
+        self,
+        when: Callable[[Request], bool] | str,
+        status: int,
+        body: bytes,
+        *,
+        kind: str = "text/xml",
+        times: int = 1,
+    ) -> None:
+        """The next `times` matching requests are answered `status` and `body`, unforwarded."""
+        self.inject(Fault.REPLY, when, times=times)
+        self.rules[-1].reply = (status, kind, body)
+
     def faults(self) -> list[tuple[str, Fault]]:
         """The requests that got a fault, in order: (action, fault)."""
         return [(a, f) for a, f in self.seen if f is not None]
 
     def _pick(self, req: Request) -> Fault | None:
+        return self._rule(req)[0]
+
+    def _rule(self, req: Request) -> tuple[Fault | None, Rule | None]:
         with self.lock:
             for rule in self.rules:
                 if rule.times > 0 and rule.when(req):
                     rule.times -= 1
                     self.seen.append((req.action, rule.fault))
-                    return rule.fault
+                    return rule.fault, rule
             self.seen.append((req.action, None))
-            return None
+            return None, None
 
 
 @dataclass
@@ -183,7 +210,9 @@ def fault_proxy(
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             req = Request(self.command, self.path, body)
-            fault = proxy._pick(req)
+            fault, rule = proxy._rule(req)
+            if fault is Fault.REPLY and rule is not None and rule.reply is not None:
+                return self._answer(*rule.reply)
             if fault is Fault.DROP:
                 return self._cut()
             if fault is Fault.HANG:
@@ -303,6 +332,7 @@ __all__ = [
     "FaultyArmTransport",
     "Request",
     "Script",
+    "ec2_error",
     "ec2_write",
     "fault_proxy",
 ]
