@@ -105,14 +105,15 @@ def make_client(
     extra: dict[str, Any] = {}
     if local:
         extra["authentication_policy"] = _LoopbackPolicy(credential, f"{arm}/.default")
-    # azure-core's RetryPolicy retries 408/429/5xx and honours Retry-After; give ARM's
-    # per-subscription throttling room to recover before an apply gives up.
+    # azure-core's RetryPolicy retries 408/429/5xx and honours Retry-After (up to a minute
+    # between attempts, room for ARM's per-subscription throttling to recover); the attempts
+    # are bounded like every client's, and none waits past the run's deadline.
     return NetworkManagementClient(
         credential,
         config.subscription_id,
         base_url=arm,
         credential_scopes=[f"{arm}/.default"],
-        retry_total=10,
+        retry_total=t.attempts - 1,
         retry_backoff_factor=1.0,
         retry_backoff_max=60,
         connection_timeout=t.connect_timeout(),
