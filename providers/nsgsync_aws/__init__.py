@@ -9,7 +9,17 @@ from typing import Any
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Resource, Role
-from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
+from nsgsync.provider import (
+    Adapter,
+    Applied,
+    Budget,
+    Created,
+    Phase,
+    Progress,
+    Provider,
+    Snapshot,
+    Timeouts,
+)
 from nsgsync_aws import client as ec2
 from nsgsync_aws import render as _render
 from nsgsync_aws.attach import security_group_policies
@@ -34,8 +44,11 @@ class AwsAdapter:
         return self.topology.cluster
 
     def session(self, **clients: Any) -> Any:
-        """`ec2=` a boto3 EC2 client (tests); else one from the environment."""
-        return clients.get("ec2") or ec2.make_client(self.config.region)
+        """`ec2=` a boto3 EC2 client (tests); else one from the environment. `timeouts=`
+        bounds every call and the run; `progress=` hears how many calls were made."""
+        timeouts = clients.get("timeouts") or Timeouts()
+        client = clients.get("ec2") or ec2.make_client(self.config.region, timeouts=timeouts)
+        return ec2.guard(client, timeouts, progress=clients.get("progress"))
 
     def read(self, session: Any) -> Snapshot:
         resources, users = ec2.read(session, self.config, self.cluster)

@@ -9,7 +9,17 @@ from typing import Any
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
+from nsgsync.provider import (
+    Adapter,
+    Applied,
+    Budget,
+    Created,
+    Phase,
+    Progress,
+    Provider,
+    Snapshot,
+    Timeouts,
+)
 from nsgsync_gcp import client as compute
 from nsgsync_gcp import render as _render
 from nsgsync_gcp.config import GcpConfig, GcpSegmentConfig, load_config
@@ -42,6 +52,7 @@ class GcpAdapter:
             client,
             retry=clients.get("retry") or compute.DEFAULT_RETRY,
             operation_timeout=clients.get("operation_timeout") or compute.OPERATION_TIMEOUT,
+            timeouts=clients.get("timeouts") or Timeouts(),
         )
 
     def read(self, session: Any) -> Snapshot:
