@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from nsgsync.intent import API_VERSION
-from nsgsync.jsontext import pretty
+from nsgsync.jsontext import pretty_bytes
 
 
 class Op(StrEnum):
@@ -247,6 +247,9 @@ class Plan:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        return self._document(lambda body: dict(body))
+
+    def _document(self, body: Callable[[Mapping[str, Any]], Any]) -> dict[str, Any]:
         return {
             "apiVersion": API_VERSION,
             "kind": "Plan",
@@ -263,19 +266,36 @@ class Plan:
                     "key": c.key,
                     "segment": c.resource.segment,
                     "id": c.old.cloud_id if c.old is not None else None,
-                    "before": dict(c.old.body) if c.old is not None else None,
-                    "after": dict(c.new.body) if c.new is not None else None,
+                    "before": body(c.old.body) if c.old is not None else None,
+                    "after": body(c.new.body) if c.new is not None else None,
                 }
                 for c in self.changes
             ],
             "desired": [
-                {"type": r.type, "key": r.key, "segment": r.segment, "body": dict(r.body)}
+                {"type": r.type, "key": r.key, "segment": r.segment, "body": body(r.body)}
                 for r in self.desired
             ],
         }
 
+    def to_json_bytes(self) -> bytes:
+        """The Plan JSON as UTF-8, the bodies encoded where they are (not copied first)."""
+        return pretty_bytes(self._document(_as_is), default=_body_json)
+
     def to_json(self) -> str:
-        return pretty(self.to_dict())
+        return self.to_json_bytes().decode()
+
+
+def _as_is(body: Mapping[str, Any]) -> Any:
+    return body
+
+
+def _body_json(value: object) -> object:
+    # orjson encodes dicts natively; a Body (or another Mapping) comes here.
+    if isinstance(value, Body):
+        return value._data
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 Restore = Callable[[str, str, Mapping[str, Any], "str | None"], Resource]
