@@ -42,9 +42,16 @@ class Ident:
 
     kind: str
     parts: tuple[str, ...]
+    # Joined once: a plan sorts, diffs and prints by it, 670,000 times at 10,000 policies
+    # on AWS. Not compared, so equality, order and hash stay the parts'.
+    text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        text = "/".join((self.kind, *self.parts)) if self.kind else "/".join(self.parts)
+        object.__setattr__(self, "text", text)
 
     def __str__(self) -> str:
-        return "/".join((self.kind, *self.parts)) if self.kind else "/".join(self.parts)
+        return self.text
 
     @property
     def name(self) -> str:
@@ -69,17 +76,24 @@ class Body(Mapping[str, Any]):
     (`dict(body)`), so a Resource's identity and equality never move.
     """
 
-    __slots__ = ("_data", "_text")
+    __slots__ = ("_canon", "_data")
     _data: dict[str, Any]
-    _text: str
+    _canon: str | None
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         if isinstance(data, Body):
-            self._text, self._data = data._text, data._data
+            self._canon, self._data = data._canon, data._data
             return
-        self._text = _canonical(data)
         # A copy in the caller's key order (plans print it), with tuples as JSON lists.
         self._data = orjson.loads(orjson.dumps(data, default=_plain))
+        # The canonical text when first compared: an offline plan never compares.
+        self._canon = None
+
+    @property
+    def _text(self) -> str:
+        if self._canon is None:
+            self._canon = _canonical(self._data)
+        return self._canon
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -139,7 +153,7 @@ class Resource:
 
     @property
     def key(self) -> str:
-        return str(self.ident)
+        return self.ident.text
 
     def canonical(self, skip: frozenset[str] = frozenset()) -> str:
         if not skip and isinstance(self.body, Body):

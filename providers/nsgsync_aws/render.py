@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from nsgsync.errors import LimitError
@@ -45,6 +46,7 @@ def tags(cluster: str, segment: str) -> list[dict[str, str]]:
     return [{"Key": CLUSTER_TAG, "Value": cluster}, {"Key": SEGMENT_TAG, "Value": segment}]
 
 
+@lru_cache(maxsize=4096)  # a rule's text is the same for each of its peers and spans
 def description(text: str) -> str:
     """EC2 takes 255 characters of a small alphabet; provenance is cut to fit, not refused."""
     # Cut before cleaning (each character becomes one): a rule of 10,000 peers has a
