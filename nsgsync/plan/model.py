@@ -121,6 +121,22 @@ class Body(Mapping[str, Any]):
     def canonical(self) -> str:
         return self._text
 
+    def with_value(self, path: tuple[str, ...], value: Any) -> Body:
+        """This body with the mapping at `path` holding `value` at its end: only that path's
+        mappings are copied (the rest is shared, never changed in place), so setting a
+        priority does not copy a rule of thousands of prefixes."""
+        new = Body.__new__(Body)
+        new._canon = None
+        new._data = _set_in(self._data, path, orjson.loads(orjson.dumps(value, default=_plain)))
+        return new
+
+
+def _set_in(data: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    head, *rest = path
+    out = dict(data)
+    out[head] = _set_in(data[head], tuple(rest), value) if rest else value
+    return out
+
 
 @dataclass(frozen=True)
 class Resource:
