@@ -25,6 +25,7 @@ from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError, excerpt
 from nsgsync.intent import Severity
+from nsgsync.jsontext import write_stdout
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
 from nsgsync.provider import Adapter, Attaching, Snapshot, Timeouts, configure
@@ -156,7 +157,7 @@ def run_plan(args: argparse.Namespace) -> int:
         )
     findings = (*inputs.intent.findings, *planned.findings)
     if args.output == "json":
-        print(plan.to_json(), end="")
+        write_stdout(plan.to_json_bytes())
     elif args.output == "markdown":
         print(plan_view.markdown(plan, findings, args), end="")
     else:
@@ -172,7 +173,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def _save(plan: Plan, path: Path) -> None:
     try:
-        path.write_text(plan.to_json())
+        path.write_bytes(plan.to_json_bytes())
     except OSError as exc:
         raise InputError(
             f"cannot write the plan: {exc.strerror or exc}",
