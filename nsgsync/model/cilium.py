@@ -110,6 +110,7 @@ class Note(StrEnum):
     GROUPS = "cilium-groups-widened"
     IDENTITY = "cilium-identity-widened"
     AUTH = "cilium-auth-ignored"
+    CRDS_ABSENT = "cilium-crds-absent"
 
 
 _STRICT = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

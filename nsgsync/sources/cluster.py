@@ -21,9 +21,15 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, cilium
 from nsgsync.model.kinds import KNOWN_KINDS
-from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
+from nsgsync.sources.files import (
+    Document,
+    OrderedPolicies,
+    parse_labels,
+    parse_pod,
+    parse_policy,
+)
 
 if TYPE_CHECKING:
     import kubernetes.client  # for annotations; imported at run time only when used
@@ -100,6 +106,9 @@ class _Expired(Exception):
 class _NotServed(Exception):
     """The API server does not serve the path (404): a kind whose CRD is not installed."""
 
+
+# The kinds of the other dialects nsgsync compiles, by (group, kind): the version it reads.
+DIALECT_KINDS = {("cilium.io", kind): "v2" for kind in cilium.KINDS}
 
 _FOREIGN_RBAC_HINT = (
     "nsgsync must see every policy kind that may allow traffic: grant get/list/watch on "
@@ -369,13 +378,23 @@ def _read(
                 for doc in _documents(api_client, listed, scope, page_size, where):
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
-        foreign = _foreign(api_client, where, page_size)
+        ordered = OrderedPolicies()
+        foreign = _foreign(api_client, where, page_size, ordered)
+        ordered.note_absent()
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
         raise
     # Every namespace was listed, whatever `namespaces` limits: the list is complete.
-    return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
+    return Inventory.build(
+        policies,
+        labels,
+        pods,
+        namespaces_complete=True,
+        foreign=foreign,
+        ordered=ordered.policies(),
+        notes=ordered.notes,
+    )
 
 
 def plural_of(kind: str) -> str:
@@ -383,8 +402,11 @@ def plural_of(kind: str) -> str:
     return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
-def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]:
-    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
+def _foreign(
+    api_client: Any, where: str, page_size: int, ordered: OrderedPolicies
+) -> list[ForeignPolicy]:
+    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist; those
+    of the dialects it compiles go to `ordered`, which notes the CRDs that are absent."""
     try:
         _, body = _send(
             api_client,
@@ -405,9 +427,18 @@ def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]
             versions = [v.get("version") for v in group.get("versions") or []]
             served[group["name"]] = [v for v in versions if isinstance(v, str)]
     found: list[ForeignPolicy] = []
-    for (group, kind), effect in sorted(KNOWN_KINDS.items()):
+    kinds = set(KNOWN_KINDS) | set(DIALECT_KINDS)
+    for group, kind in sorted(kinds):
+        effect = KNOWN_KINDS.get((group, kind))
+        versions = served.get(group, ())
+        if (group, kind) in DIALECT_KINDS:
+            # Only the version nsgsync reads: another one has other fields.
+            wanted = DIALECT_KINDS[(group, kind)]
+            versions = [v for v in versions if v == wanted]
+            if not versions:
+                ordered.absent.append(f"{kind}.{group}/{wanted}")
         # A kind is served under each version of its group that has it; the first is enough.
-        for version in served.get(group, ()):
+        for version in versions:
             listed = Listed(kind, f"{group}/{version}", plural_of(kind))
             try:
                 docs = _documents(
@@ -420,8 +451,13 @@ def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]
                     missing_ok=True,
                 )
             except _NotServed:
+                if (group, kind) in DIALECT_KINDS:
+                    ordered.absent.append(f"{kind}.{group}/{version}")
                 continue
             for doc in docs:
+                ordered.read(doc, kind)
+                if effect is None:
+                    continue
                 meta = doc.body.get("metadata") or {}
                 name = str(meta.get("name") or "?")
                 ns = meta.get("namespace")
@@ -697,10 +733,18 @@ def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:
     policies = {p.ref: p for p in cluster.policies} | {p.ref: p for p in files.policies}
     namespaces = files.described_namespaces | cluster.described_namespaces
     pods = {(p.namespace, p.kind, p.name): p for p in (*files.pods, *cluster.pods)}
+    # A policy of another dialect: (kind, namespace/name) before a `specs[i]` suffix.
+    in_files = {(p.dialect, p.ref.split(" ")[0]) for p in files.ordered}
+    ordered = [
+        *files.ordered,
+        *(p for p in cluster.ordered if (p.dialect, p.ref.split(" ")[0]) not in in_files),
+    ]
     return Inventory.build(
         policies.values(),
         namespaces,
         pods.values(),
         namespaces_complete=files.namespaces_complete or cluster.namespaces_complete,
         foreign=(*files.foreign, *cluster.foreign),
+        ordered=ordered,
+        notes=(*files.notes, *cluster.notes),
     )

@@ -1177,6 +1177,7 @@ class OrderedPolicies:
         self.seen: dict[tuple[str, str], str] = {}  # (kind, ref) -> where
         self.lowered: list[TPolicy] = []
         self.notes: list[tuple[str, str, str]] = []
+        self.absent: list[str] = []  # kinds whose CRD the cluster does not serve
 
     def read(self, doc: Document, kind: str) -> bool:
         """Read `doc` if it is of a dialect nsgsync compiles; whether it was."""
@@ -1203,6 +1204,18 @@ class OrderedPolicies:
 
     def policies(self) -> list[TPolicy]:
         return list(self.lowered)
+
+    def note_absent(self) -> None:
+        """Say which policy kinds the cluster does not serve (their CRDs are not installed)."""
+        if self.absent:
+            self.notes.append(
+                (
+                    str(cilium.Note.CRDS_ABSENT),
+                    "",
+                    f"the cluster serves no {', '.join(sorted(set(self.absent)))}: its "
+                    "CustomResourceDefinitions are not installed, so there are none to compile",
+                )
+            )
 
 
 def foreign_policy(doc: Document, *, where: str) -> ForeignPolicy | None:
