@@ -430,7 +430,7 @@ def _foreign(
     kinds = set(KNOWN_KINDS) | set(DIALECT_KINDS)
     for group, kind in sorted(kinds):
         effect = KNOWN_KINDS.get((group, kind))
-        versions = served.get(group, ())
+        versions = served.get(group, [])
         if (group, kind) in DIALECT_KINDS:
             # Only the version nsgsync reads: another one has other fields.
             wanted = DIALECT_KINDS[(group, kind)]
