@@ -586,7 +586,13 @@ class _Selected:
     only_negative: bool  # no requirement a label-less identity would fail
 
 
-def _read_selector(selector: EndpointSelector, namespace: str | None) -> _Selected:
+def _read_selector(
+    selector: EndpointSelector, namespace: str | None, *, subject: bool = False, allow: bool = False
+) -> _Selected:
+    """`namespace`: the policy's (None: clusterwide). Cilium keeps a namespaced policy's
+    subject in its namespace, and its peers too unless they name a namespace; whether
+    naming namespace labels alone lifts that differs between versions, so an allow's
+    peers are read as not kept (matching more), a deny's as kept (matching less)."""
     reqs: list[Req] = []
     unknown: list[str] = []
     non_pod: list[str] = []
@@ -612,8 +618,8 @@ def _read_selector(selector: EndpointSelector, namespace: str | None) -> _Select
             unknown.append(r.key)
         else:
             reqs.append(Req("pod", key, r.operator, r.values))
-    if namespace is not None and not names_namespace:
-        # A namespaced policy's selectors stay in its namespace unless they name one.
+    names_labels = any(r.on == "namespace" for r in reqs)
+    if namespace is not None and (subject or not (names_namespace or (allow and names_labels))):
         reqs.insert(0, Req("name", "", Operator.IN, (namespace,)))
         only_negative = False
     return _Selected(CiliumPods(tuple(reqs)), tuple(unknown), tuple(non_pod), only_negative)
@@ -680,7 +686,7 @@ class _Lowering:
         return Lowered(tuple(out), tuple(self.notes))
 
     def rule(self, ref: str, rule: Rule, selector: EndpointSelector) -> list[TPolicy]:
-        subject = _read_selector(selector, self.policy.namespace)
+        subject = _read_selector(selector, self.policy.namespace, subject=True)
         uncertain_subject = bool(subject.unknown_pod_keys or subject.non_pod_keys)
         if uncertain_subject:
             self.note(
@@ -763,9 +769,10 @@ class _Lowering:
         peers: list[TPeer] = []
         nets: list[TPeer] = []
         why: list[str] = []
-        required = [_read_selector(s, self.policy.namespace) for s in requires or ()]
+        ns = self.policy.namespace
+        required = [_read_selector(s, ns, allow=not deny) for s in requires or ()]
         for selector in endpoints or ():
-            sel = _read_selector(selector, self.policy.namespace)
+            sel = _read_selector(selector, ns, allow=not deny)
             reqs = sel.pods.reqs + tuple(r for s in required for r in s.pods.reqs)
             peers.append(CiliumPods(reqs))
             odd = sel.non_pod_keys + sel.unknown_pod_keys

@@ -784,7 +784,11 @@ class _Spec(_StrictModel):
 def _object_keys(doc: Document, *, kind: str, obj: str | None) -> None:
     """Refuse unknown top-level and metadata keys, as kubectl's strict decoding does."""
     for key in doc.body:
-        if key not in _OBJECT_KEYS and not (key == "items" and kind.endswith("List")):
+        if (
+            key not in _OBJECT_KEYS
+            and not (key == "items" and kind.endswith("List"))
+            and not (key == "specs" and kind in cilium.KINDS)  # Cilium's list of rules
+        ):
             raise InputError(
                 f"unknown field {excerpt(key)}{did_you_mean(str(key), _OBJECT_KEYS)} "
                 "(not part of the API; check its spelling)",
