@@ -62,7 +62,7 @@ def walk(
     namespaces: Mapping[str, Mapping[str, str]] | None = None,
 ) -> bool:
     pipeline = Pipeline(
-        cilium_stages(policies, network_policies), node_cidrs=NODE_CIDRS, cluster_cidrs=POD_CIDRS
+        cilium_stages(network_policies, policies), node_cidrs=NODE_CIDRS, cluster_cidrs=POD_CIDRS
     )
     return tiered_verdict(
         src, dst, protocol, port, pipeline, namespaces or NAMESPACE_LABELS
@@ -721,7 +721,7 @@ def test_every_connection_cilium_allows_the_lowered_walk_allows(
     nps = s.inventory.policies
     namespaces = s.inventory.namespaces
     pipeline = Pipeline(
-        cilium_stages(lowered_, nps), node_cidrs=NODE_CIDRS, cluster_cidrs=POD_CIDRS
+        cilium_stages(nps, lowered_), node_cidrs=NODE_CIDRS, cluster_cidrs=POD_CIDRS
     )
     ends = [Endpoint(p.ip or "", p) for p in s.pods]
     ends += [Endpoint(ip) for ip in EXTERNAL_IPS] + [Endpoint(NODE_IP)]
