@@ -15,7 +15,6 @@ from nsgsync.errors import InputError
 from nsgsync.model import NetworkPolicy, Peer, PodInfo, PolicyPort, PolicyType, Protocol
 from nsgsync.model.cilium import ALLOW_STAGE as CILIUM_ALLOW_STAGE
 from nsgsync.model.cilium import DENY_STAGE as CILIUM_DENY_STAGE
-from nsgsync.model.cilium import KINDS as CILIUM_KINDS
 from nsgsync.model.tiers import (
     Action,
     End,
@@ -561,9 +560,8 @@ def cilium_stages(
     allow rules sit beside the NetworkPolicies (Cilium enforces both as one set of rules):
     a pod that any of them selects in a direction is denied there what none allows.
     """
-    cilium = [p for p in ordered if p.dialect in CILIUM_KINDS]
-    deny = tuple(sorted((p for p in cilium if p.stage == CILIUM_DENY_STAGE), key=_by_order))
-    allow = tuple(sorted((p for p in cilium if p.stage == CILIUM_ALLOW_STAGE), key=_by_order))
+    deny = tuple(sorted((p for p in ordered if p.stage == CILIUM_DENY_STAGE), key=_by_order))
+    allow = tuple(sorted((p for p in ordered if p.stage != CILIUM_DENY_STAGE), key=_by_order))
     return (
         Stage(CILIUM_DENY_STAGE, deny, End.NEXT),
         Stage(

@@ -739,3 +739,54 @@ def test_every_connection_cilium_allows_the_lowered_walk_allows(
                     walked = tiered_verdict(a, b, proto, port_, pipeline, namespaces)
                     if truth:
                         assert walked.allowed, (a, b, proto, port_, docs, walked)
+
+
+# --- Through the CLI: compiled beside the NetworkPolicies, from files and the cluster ------
+
+CASE = Path(__file__).parent / "cases" / "default-deny-all"
+
+
+def test_compiled_from_the_cluster_and_absent_crds_are_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from nsgsync.cli.main import main
+    from tests.fakes.kube_api import KubeApi
+    from tests.test_cluster_source import write_kubeconfig
+
+    topology = str(CASE / "topology.yaml")
+    allow_world = cnp(
+        "allow-world",
+        {"endpointSelector": {}, "egress": [{"toEntities": ["world"]}]},
+        namespace="default",
+    )
+    with KubeApi() as api:
+        for obj in yaml.safe_load_all((CASE / "manifests" / "policy.yaml").read_text()):
+            api.add(obj)
+        api.add(allow_world)
+        kubeconfig = str(write_kubeconfig(tmp_path, api, token=""))
+        argv = ["compile", "--from-cluster", "--kubeconfig", kubeconfig, "--topology", topology]
+        assert main([*argv, "-o", "json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        codes = [f["code"] for f in out["findings"]]
+        assert "cilium-crds-absent" not in codes
+        default = next(s for s in out["segments"] if s["name"] == "default")
+        # The Cilium allow reaches the Intent: egress to the world, none to the pods.
+        rules = [r for r in default["egress"]["rules"] if "default/allow-world" in r["policies"]]
+        assert default["egress"]["isolated"] and rules, default
+        peers = [p for r in rules for p in r["peers"]]
+        assert "10.0.0.0/16" not in peers and any(p.startswith("0.0.0.0") for p in peers), peers
+    with KubeApi(absent_groups=frozenset({"cilium.io"})) as api:
+        for obj in yaml.safe_load_all((CASE / "manifests" / "policy.yaml").read_text()):
+            api.add(obj)
+        kubeconfig = str(write_kubeconfig(tmp_path, api, token=""))
+        argv = ["compile", "--from-cluster", "--kubeconfig", kubeconfig, "--topology", topology]
+        assert main([*argv, "-o", "json"]) == 0
+        found = [
+            f
+            for f in json.loads(capsys.readouterr().out)["findings"]
+            if f["code"] == "cilium-crds-absent"
+        ]
+        assert len(found) == 1
+        assert "CiliumNetworkPolicy.cilium.io/v2" in found[0]["message"]

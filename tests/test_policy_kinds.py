@@ -1,7 +1,8 @@
 """Policy kinds nsgsync does not compile: refused unless ignored, never dropped in silence.
 
-A CiliumNetworkPolicy, a Calico policy or an AdminNetworkPolicy can allow traffic that the
-NetworkPolicies alone deny; compiling without them could block live traffic.
+An Antrea policy, a Calico policy or an AdminNetworkPolicy can allow traffic that the
+NetworkPolicies alone deny; compiling without them could block live traffic. (Cilium's
+kinds are compiled: tests/test_cilium.py.)
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from tests.test_cluster_source import write_kubeconfig
 CASE = Path(__file__).parent / "cases" / "default-deny-all"
 TOPOLOGY = str(CASE / "topology.yaml")
 
-CILIUM = {
-    "apiVersion": "cilium.io/v2",
-    "kind": "CiliumNetworkPolicy",
-    "metadata": {"name": "allow-dns", "namespace": "default"},
-    "spec": {"endpointSelector": {}, "egress": [{"toEntities": ["cluster"]}]},
+ANTREA = {
+    "apiVersion": "crd.antrea.io/v1beta1",
+    "kind": "ClusterNetworkPolicy",
+    "metadata": {"name": "allow-dns"},
+    "spec": {"priority": 5, "appliedTo": [{"podSelector": {}}], "egress": [{"action": "Allow"}]},
 }
 CALICO = {
     "apiVersion": "projectcalico.org/v3",
@@ -59,11 +60,11 @@ def folder(tmp_path: Path, *extra: Mapping[str, Any]) -> str:
 def test_a_kind_that_may_allow_is_an_error_naming_each_object(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = folder(tmp_path, CILIUM, CALICO, ANP)
+    files = folder(tmp_path, ANTREA, CALICO, ANP)
     assert main(["compile", "-f", files, "--topology", TOPOLOGY]) == 1
     err = capsys.readouterr().err
     assert "3 policies of kinds nsgsync does not compile" in err
-    assert "CiliumNetworkPolicy default/allow-dns" in err
+    assert "ClusterNetworkPolicy allow-dns" in err
     # Calico's kind is also called NetworkPolicy: it must not be read as a Kubernetes one.
     assert "NetworkPolicy default/allow-web" in err
     assert "AdminNetworkPolicy allow-monitoring" in err
@@ -74,14 +75,14 @@ def test_a_kind_that_may_allow_is_an_error_naming_each_object(
 def test_ignore_kind_turns_the_error_into_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = folder(tmp_path, CILIUM, CALICO)
+    files = folder(tmp_path, ANTREA, CALICO)
     argv = ["compile", "-f", files, "--topology", TOPOLOGY, "-o", "json"]
     # Ignoring one kind is not ignoring the other.
-    assert main([*argv, "--ignore-kind", "CiliumNetworkPolicy"]) == 1
+    assert main([*argv, "--ignore-kind", "ClusterNetworkPolicy.crd.antrea.io"]) == 1
     assert "NetworkPolicy default/allow-web" in capsys.readouterr().err
     ignore = [
         "--ignore-kind",
-        "CiliumNetworkPolicy",
+        "ClusterNetworkPolicy.crd.antrea.io",
         "--ignore-kind",
         "NetworkPolicy.projectcalico.org",
     ]
@@ -89,7 +90,7 @@ def test_ignore_kind_turns_the_error_into_a_warning(
     findings = json.loads(capsys.readouterr().out)["findings"]
     ignored = [f for f in findings if f["code"] == "kind-ignored"]
     assert [f["severity"] for f in ignored] == ["warning", "warning"]
-    assert "default/allow-dns" in ignored[0]["message"]
+    assert "allow-dns" in ignored[0]["message"]
     assert "default/allow-web" in ignored[1]["message"]
 
 
@@ -124,18 +125,24 @@ def test_another_api_version_of_networkpolicy_is_refused(
 def test_kinds_in_the_cluster_are_found_and_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    cilium = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "allow-dns", "namespace": "default"},
+        "spec": {"endpointSelector": {}, "egress": [{"toEntities": ["cluster"]}]},
+    }
     with KubeApi() as api:
         for obj in yaml.safe_load_all((CASE / "manifests" / "policy.yaml").read_text()):
             api.add(obj)
-        api.add(CILIUM)
+        api.add(cilium)
         api.add(ANP)
         kubeconfig = str(write_kubeconfig(tmp_path, api, token=""))
         argv = ["compile", "--from-cluster", "--kubeconfig", kubeconfig, "--topology", TOPOLOGY]
         assert main(argv) == 1
         err = capsys.readouterr().err
-        assert "CiliumNetworkPolicy default/allow-dns (cluster:" in err
         assert "AdminNetworkPolicy allow-monitoring" in err
-        ignore = ["--ignore-kind", "CiliumNetworkPolicy", "--ignore-kind", "AdminNetworkPolicy"]
+        assert "1 policies of kinds nsgsync does not compile" in err  # Cilium's is compiled
+        ignore = ["--ignore-kind", "AdminNetworkPolicy"]
         assert main([*argv, *ignore, "-o", "json"]) == 0
         codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
-        assert codes.count("kind-ignored") == 2
+        assert codes.count("kind-ignored") == 1
