@@ -17,7 +17,7 @@ that are no pods) never narrows an allow or widens a deny: the rule's match is u
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,10 +35,12 @@ from pydantic import (
 
 from nsgsync.errors import excerpt
 from nsgsync.model.k8s import (
+    NAMESPACE_NAME_LABEL,
+    LabelSelector,
     Operator,
-    PodInfo,
     PolicyType,
     Protocol,
+    Requirement,
     invalid,
     label_key_errors,
     label_value_errors,
@@ -49,6 +51,7 @@ from nsgsync.model.tiers import (
     Ent,
     Entity,
     Net,
+    Pods,
     PortRange,
     TPeer,
     TPolicy,
@@ -538,52 +541,45 @@ class Req:
     operator: Operator
     values: tuple[str, ...] = ()
 
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        present = self.key in labels
-        if self.operator is Operator.IN:
-            return present and labels[self.key] in self.values
-        if self.operator is Operator.NOT_IN:
-            return not present or labels[self.key] not in self.values
-        if self.operator is Operator.EXISTS:
-            return present
-        return not present
 
-    def describe(self) -> str:
-        key = {"pod": self.key, "namespace": f"namespace {self.key}", "name": "namespace"}[self.on]
-        if self.operator is Operator.IN and len(self.values) == 1:
-            return f"{key}={self.values[0]}"
-        vals = ",".join(self.values)
-        return f"{key} {self.operator.value}" + (f" ({vals})" if vals else "")
-
-
-@dataclass(frozen=True)
-class CiliumPods:
-    """Pods whose identity a Cilium endpoint selector matches (a PodPredicate)."""
-
-    reqs: tuple[Req, ...]
-
-    def matches(self, pod: PodInfo, namespace_labels: Mapping[str, str]) -> bool:
-        name = {"": pod.namespace}
-        for r in self.reqs:
-            labels = (
-                pod.labels if r.on == "pod" else namespace_labels if r.on == "namespace" else name
-            )
-            if not r.matches(labels):
-                return False
-        return True
-
-    def describe(self) -> str:
-        return "pods " + (",".join(r.describe() for r in self.reqs) if self.reqs else "{}")
+def _as_pods(reqs: tuple[Req, ...]) -> Pods:
+    """The requirements as a Kubernetes-style selector, which the compiler reads exactly."""
+    names = [r for r in reqs if r.on == "name"]
+    namespace = None
+    if len(names) == 1 and names[0].operator is Operator.IN and len(names[0].values) == 1:
+        namespace = names[0].values[0]
+        names = []
+    on_namespace = [
+        Requirement(key=NAMESPACE_NAME_LABEL, operator=r.operator, values=r.values) for r in names
+    ] + [
+        Requirement(key=r.key, operator=r.operator, values=r.values)
+        for r in reqs
+        if r.on == "namespace"
+    ]
+    on_pod = [
+        Requirement(key=r.key, operator=r.operator, values=r.values) for r in reqs if r.on == "pod"
+    ]
+    return Pods(
+        namespace=namespace,
+        namespace_selector=LabelSelector(match_expressions=tuple(on_namespace))
+        if on_namespace
+        else None,
+        pod_selector=LabelSelector(match_expressions=tuple(on_pod)) if on_pod else None,
+    )
 
 
 @dataclass(frozen=True)
 class _Selected:
     """A selector read as nsgsync can: pods it matches, plus what it could not read."""
 
-    pods: CiliumPods
+    reqs: tuple[Req, ...]
     unknown_pod_keys: tuple[str, ...]  # pod-only labels nsgsync does not know: dropped
     non_pod_keys: tuple[str, ...]  # labels of identities that are no pods (reserved:...)
     only_negative: bool  # no requirement a label-less identity would fail
+
+    @property
+    def pods(self) -> Pods:
+        return _as_pods(self.reqs)
 
 
 def _read_selector(
@@ -622,7 +618,7 @@ def _read_selector(
     if namespace is not None and (subject or not (names_namespace or (allow and names_labels))):
         reqs.insert(0, Req("name", "", Operator.IN, (namespace,)))
         only_negative = False
-    return _Selected(CiliumPods(tuple(reqs)), tuple(unknown), tuple(non_pod), only_negative)
+    return _Selected(tuple(reqs), tuple(unknown), tuple(non_pod), only_negative)
 
 
 # --- Lowering ---------------------------------------------------------------------------
@@ -773,8 +769,8 @@ class _Lowering:
         required = [_read_selector(s, ns, allow=not deny) for s in requires or ()]
         for selector in endpoints or ():
             sel = _read_selector(selector, ns, allow=not deny)
-            reqs = sel.pods.reqs + tuple(r for s in required for r in s.pods.reqs)
-            peers.append(CiliumPods(reqs))
+            reqs = sel.reqs + tuple(r for s in required for r in s.reqs)
+            peers.append(_as_pods(reqs))
             odd = sel.non_pod_keys + sel.unknown_pod_keys
             odd += tuple(k for s in required for k in s.non_pod_keys + s.unknown_pod_keys)
             if odd:
