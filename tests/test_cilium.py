@@ -790,3 +790,71 @@ def test_compiled_from_the_cluster_and_absent_crds_are_said(
         ]
         assert len(found) == 1
         assert "CiliumNetworkPolicy.cilium.io/v2" in found[0]["message"]
+
+
+# --- Soundness of the compiled Intent: every connection Cilium allows, the Intent allows ---
+
+
+def _lowered_docs(docs: list[dict[str, Any]]) -> tuple[TPolicy, ...]:
+    from nsgsync.model import cilium
+
+    out: list[TPolicy] = []
+    for doc in docs:
+        out.extend(cilium.lower(parse_cilium(Document("<random>", 1, doc)), "<random>").policies)
+    return tuple(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(max_pods=5), cilium_docs(), st.booleans())
+def test_every_connection_cilium_allows_the_intent_allows(
+    s: Scenario, docs: list[dict[str, Any]], pods_known: bool
+) -> None:
+    from nsgsync.compile import CompileOptions, compile_intent
+    from nsgsync.model import Inventory
+
+    ordered = _lowered_docs(docs)
+    truth = s.inventory
+    seen = Inventory.build(
+        truth.policies,
+        truth.namespaces,
+        truth.pods if pods_known else (),
+        namespaces_complete=True,
+        ordered=ordered,
+    )
+    intent = compile_intent(s.topology, seen, options=CompileOptions(selector_only=not pods_known))
+    pipeline = Pipeline(
+        cilium_stages(truth.policies, ordered), node_cidrs=NODE_CIDRS, cluster_cidrs=POD_CIDRS
+    )
+    ends = [Endpoint(p.ip or "", p) for p in s.pods] + [Endpoint(ip) for ip in EXTERNAL_IPS]
+    misses = []
+    for a in ends:
+        for b in ends:
+            if a.ip == b.ip or (a.pod is None and b.pod is None):
+                continue
+            for proto in (Protocol.TCP, Protocol.UDP):
+                for port_ in (80, 5432, 8050, 9999):
+                    walked = tiered_verdict(a, b, proto, port_, pipeline, truth.namespaces)
+                    literal = cilium_allows(
+                        a,
+                        b,
+                        PolicyType.EGRESS,
+                        docs,
+                        truth.policies,
+                        truth.namespaces,
+                        proto,
+                        port_,
+                    ) and cilium_allows(
+                        b,
+                        a,
+                        PolicyType.INGRESS,
+                        docs,
+                        truth.policies,
+                        truth.namespaces,
+                        proto,
+                        port_,
+                    )
+                    if (walked.allowed or literal) and not intent.allows(
+                        a.ip, b.ip, proto.value, port_
+                    ):
+                        misses.append(f"{a.ip} -> {b.ip} {port_}/{proto.value} {literal}")
+    assert misses == [], (docs, s.describe())
