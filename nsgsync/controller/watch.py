@@ -26,6 +26,7 @@ from nsgsync.errors import InputError, NsgsyncError
 from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
 from nsgsync.model.kinds import KNOWN_KINDS, Effect
 from nsgsync.sources.cluster import (
+    DIALECT_KINDS,
     FINISHED,
     NAMESPACES,
     PAGE_SIZE,
@@ -37,15 +38,22 @@ from nsgsync.sources.cluster import (
     plural_of,
     with_kind,
 )
-from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
+from nsgsync.sources.files import (
+    Document,
+    OrderedPolicies,
+    parse_labels,
+    parse_pod,
+    parse_policy,
+)
 
 log = logging.getLogger("nsgsync.controller")
 
 WATCHED: tuple[Listed, ...] = (NAMESPACES, POLICIES, PODS, *WORKLOADS)
 WHERE = "cluster:watch"
 # Policy kinds nsgsync does not compile but must see (to refuse them, or with --ignore-kind
-# to report them): watched where their CRDs are served, like `load_cluster` lists them.
-FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(KNOWN_KINDS))
+# to report them), and those of the other dialects it compiles: watched where their CRDs
+# are served, like `load_cluster` lists them.
+FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(set(KNOWN_KINDS) | set(DIALECT_KINDS)))
 
 
 @dataclass
@@ -408,8 +416,22 @@ class Cache:
         policies: list[NetworkPolicy] = []
         pods: list[PodInfo] = []
         foreign: list[ForeignPolicy] = []
+        ordered = OrderedPolicies()
         seen: set[tuple[str, str, str]] = set()
         for informer in self.informers:
+            if informer.foreign in DIALECT_KINDS:
+                group, kind = informer.foreign
+                if informer.absent:
+                    ordered.absent.append(f"{kind}.{group}/{DIALECT_KINDS[informer.foreign]}")
+                for obj in informer.objects():
+                    try:
+                        ordered.read(Document(WHERE, 0, obj), kind)
+                    except InputError as exc:
+                        exc.hint = (
+                            "fix the object in the cluster (kubectl edit); the controller retries"
+                        )
+                        raise
+                continue
             if informer.foreign is not None:
                 group, kind = informer.foreign
                 effect: Effect = KNOWN_KINDS[informer.foreign]
@@ -434,7 +456,16 @@ class Cache:
         for gone in set(self._parsed) - seen:
             del self._parsed[gone]
         # Every namespace is watched: the list is complete (no unknown namespaces).
-        return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
+        ordered.note_absent()
+        return Inventory.build(
+            policies,
+            labels,
+            pods,
+            namespaces_complete=True,
+            foreign=foreign,
+            ordered=ordered.policies(),
+            notes=ordered.notes,
+        )
 
     def _parse(
         self, key: tuple[str, str, str], obj: dict[str, Any]
