@@ -590,10 +590,12 @@ def cilium_allows(
     key = "ingress" if direction is PolicyType.INGRESS else "egress"
     prefix = "from" if direction is PolicyType.INGRESS else "to"
     me = _identity(pod_end, namespaces)
+    # A namespaced policy selects pods of its own namespace only, whatever its selector says.
     selecting = [
         (d["metadata"].get("namespace"), d["spec"])
         for d in docs
-        if _selects(_scoped(d["spec"]["endpointSelector"], d["metadata"].get("namespace")), me)
+        if d["metadata"].get("namespace") in (None, pod_end.pod.namespace)
+        and _selects(d["spec"]["endpointSelector"], me)
     ]
     # "Deny policies take precedence over allow policies, regardless of whether they are a
     # Cilium Network Policy, a Clusterwide Cilium Network Policy or even a Kubernetes

@@ -546,7 +546,10 @@ def _as_pods(reqs: tuple[Req, ...]) -> Pods:
     """The requirements as a Kubernetes-style selector, which the compiler reads exactly."""
     names = [r for r in reqs if r.on == "name"]
     namespace = None
-    if len(names) == 1 and names[0].operator is Operator.IN and len(names[0].values) == 1:
+    # `namespace` only alone: a namespace and a namespaceSelector together are an AND that
+    # readers of Pods may not all honour.
+    alone = not any(r.on == "namespace" for r in reqs)
+    if alone and len(names) == 1 and names[0].operator is Operator.IN and len(names[0].values) == 1:
         namespace = names[0].values[0]
         names = []
     on_namespace = [
