@@ -70,6 +70,7 @@ class Code(StrEnum):
     CILIUM_IDENTITY_WIDENED = "cilium-identity-widened"
     CILIUM_AUTH_IGNORED = "cilium-auth-ignored"
     CILIUM_CRDS_ABSENT = "cilium-crds-absent"
+    CILIUM_ICMP_WIDENED = "cilium-icmp-widened"
 
 
 class Source(BaseModel):

@@ -320,7 +320,8 @@ def test_widened_rules_are_allowed_and_noted(tmp_path: Path) -> None:
             {
                 "fromEndpoints": [{"matchLabels": {"role": "frontend"}}],
                 "authentication": {"mode": "required"},
-            }
+            },
+            {"fromEntities": ["world"], "icmps": [{"fields": [{"type": 8, "family": "IPv4"}]}]},
         ],
     }
     host = cnp("host", {"nodeSelector": {}, "ingress": [{"fromEntities": ["cluster"]}]}, None)
@@ -332,11 +333,14 @@ def test_widened_rules_are_allowed_and_noted(tmp_path: Path) -> None:
         "cilium-groups-widened",
         "cilium-auth-ignored",
         "cilium-host-policy",
+        "cilium-icmp-widened",
     }
     assert walk(policies, BACKEND, WORLD, port=443)
     assert walk(policies, BACKEND, WORLD, port=5432)  # toServices: every port, every peer
     assert walk(policies, BACKEND, FRONTEND, port=80)
     assert walk(policies, FRONTEND, BACKEND)
+    # ICMP from the world can only be said as every protocol and port from it.
+    assert walk(policies, WORLD, BACKEND, port=22)
     # The host policy is not compiled: it isolates no pod.
     assert all(p.ref != "host" for p in policies)
 

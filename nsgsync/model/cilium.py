@@ -114,6 +114,7 @@ class Note(StrEnum):
     IDENTITY = "cilium-identity-widened"
     AUTH = "cilium-auth-ignored"
     CRDS_ABSENT = "cilium-crds-absent"
+    ICMP = "cilium-icmp-widened"
 
 
 _STRICT = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -641,6 +642,11 @@ def _protocols(p: CiliumProtocol) -> tuple[Protocol | None, ...]:
     return ()  # ICMP, VRRP, IGMP: no TCP, UDP or SCTP connection
 
 
+_PORTLESS = frozenset(
+    {CiliumProtocol.ICMP, CiliumProtocol.ICMPV6, CiliumProtocol.VRRP, CiliumProtocol.IGMP}
+)
+
+
 def _port_ranges(ports: tuple[PortProtocol, ...]) -> tuple[PortRange, ...] | None:
     """A port rule's ports; None: every port (a rule with no ports listed)."""
     if not ports:
@@ -869,8 +875,23 @@ class _Lowering:
                     )
             else:
                 ports = tuple(found)
-        elif item.icmps:
-            ports = ()  # ICMP only: no TCP, UDP or SCTP connection
+        portless = [
+            p.protocol.value
+            for pr in item.to_ports or ()
+            for p in pr.ports
+            if p.protocol in _PORTLESS
+        ] + (["ICMP (icmps)"] if item.icmps else [])
+        if portless:
+            # The Intent says such protocols only as every protocol and port: so be it.
+            ports = None
+            what = ", ".join(dict.fromkeys(portless))
+            why.append(f"{what} compiled as every protocol and port")
+            self.note(
+                Note.ICMP,
+                ref,
+                f"{self.policy.kind} {ref}: {direction.value.lower()} rule {index} allows "
+                f"{what}, which the cloud rules can say only as every protocol and port",
+            )
         if not l3 and not item.to_ports and not item.icmps:
             # An empty rule: Cilium versions differ on whether it allows anything.
             why.append("an empty rule (Cilium versions differ on what it allows)")
