@@ -542,8 +542,11 @@ def calico_stages(
         replace(lower_network_policy(p), stage="default", order=(1000.0, p.ref))
         for p in network_policies
     ]
-    tiers.setdefault("default", []).extend(lowered)
-    names = sorted(tiers, key=lambda t: (t == "default", min(p.order[:1] for p in tiers[t]), t))
+    if lowered:
+        tiers.setdefault("default", []).extend(lowered)
+    names = sorted(
+        tiers, key=lambda t: (t == "default", min((p.order[:1] for p in tiers[t]), default=()), t)
+    )
     return (
         Stage(ADMIN_STAGE, _in_order(admin), End.NEXT),
         *(Stage(f"tier {t}", _in_order(tiers[t]), End.DENY_IF_SELECTED) for t in names),

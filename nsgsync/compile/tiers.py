@@ -83,6 +83,7 @@ class TieredCompiler:
         self.everything = Space.of(base.everywhere, Ports.everything())
         self._terms: dict[int, tuple[Pods, Term]] = {}
         self._peers: dict[int, tuple[TPeer, AddressSet, AddressSet]] = {}
+        self._peers_seen: dict[int, TRule] = {}  # by id; holds the rule so ids stay unique
 
     # --- where predicates and peers fall ---
 
@@ -193,18 +194,18 @@ class TieredCompiler:
             may, sure = may - not_sure, sure - not_may
         return may, sure
 
-    def ports(self, seg: _Seg, rule: TRule, direction: PolicyType) -> tuple[Ports, Ports]:
+    def ports(self, seg: _Seg, rule: TRule, direction: PolicyType, ref: str) -> tuple[Ports, Ports]:
         if rule.ports is None:
             may = sure = Ports.everything()
         else:
-            may, sure = self._port_ranges(seg, rule.ports, direction)
+            may, sure = self._port_ranges(seg, rule.ports, direction, ref)
         if rule.not_ports:
-            not_may, not_sure = self._port_ranges(seg, rule.not_ports, direction)
+            not_may, not_sure = self._port_ranges(seg, rule.not_ports, direction, ref)
             may, sure = may - not_sure, sure - not_may
         return may, sure
 
     def _port_ranges(
-        self, seg: _Seg, ranges: Sequence[PortRange], direction: PolicyType
+        self, seg: _Seg, ranges: Sequence[PortRange], direction: PolicyType, ref: str
     ) -> tuple[Ports, Ports]:
         may, sure = Ports(), Ports()
         for r in ranges:
@@ -212,6 +213,7 @@ class TieredCompiler:
             if r.name is not None:
                 # A named port is looked up on the destination: on ingress the segment's
                 # own known pods; on egress any pod, so every port of the protocol.
+                widened = []
                 for proto in protocols:
                     numbers = (
                         self.base.resolve_named(seg, r.name, Protocol(proto), None)
@@ -219,6 +221,17 @@ class TieredCompiler:
                         else None
                     )
                     may |= Ports.of((proto,), numbers)
+                    if numbers is None:
+                        widened.append(proto)
+                if widened:
+                    where = (
+                        f"segment {seg.name}"
+                        if direction is PolicyType.INGRESS
+                        else "the rule's peers"
+                    )
+                    said = widened[0] if len(widened) == 1 else "TCP, UDP or SCTP"
+                    key = (Code.NAMED_PORT_WIDENED, ref, f"{r.name}/{said}")
+                    self.base._gathered[key].add(where)
                 continue
             if r.first is None:
                 span = Ports.everything() if r.protocol is None else Ports.of(protocols)
@@ -229,7 +242,7 @@ class TieredCompiler:
         return may, sure
 
     def regions(
-        self, seg: _Seg, cover: Cover, rule: TRule, direction: PolicyType
+        self, seg: _Seg, cover: Cover, rule: TRule, direction: PolicyType, ref: str
     ) -> tuple[Space, Space]:
         """MAY and SURE regions of a rule for segment S, its policy covering `cover` of S."""
         if rule.local is not None:
@@ -237,7 +250,7 @@ class TieredCompiler:
         if cover is Cover.NONE:
             return _NOTHING, _NOTHING
         addr_may, addr_sure = self.addresses(rule)
-        ports_may, ports_sure = self.ports(seg, rule, direction)
+        ports_may, ports_sure = self.ports(seg, rule, direction, ref)
         may = Space.of(addr_may, ports_may)
         if cover is not Cover.ALL or rule.unmodeled:
             return may, _NOTHING
@@ -259,15 +272,29 @@ class TieredCompiler:
                 start = live
                 removed = _NOTHING
                 for policy, cover in members:
+                    if policy.dialect == "NetworkPolicy":
+                        if any(r.direction is direction for r in policy.rules):
+                            hit_total, grants = self._network_policy(
+                                seg, policy, cover, start, direction
+                            )
+                            allowed += grants
+                            total |= hit_total
+                        continue
                     local = start
                     for rule in policy.rules:
                         if rule.direction is not direction:
                             continue
-                        may, sure = self.regions(seg, cover, rule, direction)
+                        may, sure = self.regions(seg, cover, rule, direction, policy.ref)
                         hit = local & may
                         if rule.action is Action.ALLOW and hit:
                             allowed += self._grants(hit, policy.ref, rule.index)
                             total |= hit
+                            self._peers_widened(policy, rule, what)
+                            if rule.unmodeled:
+                                detail = f"{what} rule {rule.index}: {rule.unmodeled}"
+                                self.base._gathered[(Code.RULE_UNMODELED, policy.ref, detail)].add(
+                                    seg.name
+                                )
                         elif rule.action is Action.PASS:
                             nxt |= hit
                         if rule.action is not Action.ALLOW and not (hit - sure).issubset(_NOTHING):
@@ -277,15 +304,7 @@ class TieredCompiler:
                             )
                         removed |= sure
                         local -= sure
-                    if policy.dialect == "NetworkPolicy" and any(
-                        r.direction is direction for r in policy.rules
-                    ):
-                        hit_total, grants = self._network_policy(
-                            seg, policy, cover, start, direction
-                        )
-                        allowed += grants
-                        total |= hit_total
-                    if cover is Cover.SOME and policy.dialect != "NetworkPolicy":
+                    if cover is Cover.SOME:
                         self._widened(seg, policy, direction)
                 live = start - removed
             if stage.end is End.DENY_IF_SELECTED and self._isolates(seg, stage, direction):
@@ -355,6 +374,26 @@ class TieredCompiler:
     def _grants(self, space: Space, policy: str | None, rule: int | None) -> list[_Grant]:
         source = _AFTER_LAST if policy is None else self.base._source(policy, rule or 0, None)
         return _to_grants(space, source)
+
+    def _peers_widened(self, policy: TPolicy, rule: TRule, what: str) -> None:
+        """An Allow's pod peers that match only some pods of a segment: it is allowed whole."""
+        if id(rule) in self._peers_seen:
+            return
+        self._peers_seen[id(rule)] = rule
+        base = self.base
+        for j, peer in enumerate(rule.peers or ()):
+            if not isinstance(peer, Pods):
+                continue
+            found, _ = base.peer_segments(self.term(peer))
+            name = f"{what} rule {rule.index} peer {j}"
+            for other, cover in found:
+                if cover is not Cover.SOME:
+                    continue
+                if other is base.rest:
+                    base._gathered[(Code.PEER_UNSEGMENTED, policy.ref, "")].add(name)
+                else:
+                    base._gathered[(Code.PEER_WIDENED, policy.ref, "peers")].add(name)
+                    base._gathered[(Code.PEER_WIDENED, policy.ref, "segments")].add(other.name)
 
     def _widened(self, seg: _Seg, policy: TPolicy, direction: PolicyType) -> None:
         if any(r.action is Action.ALLOW and r.direction is direction for r in policy.rules):

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.errors import InputError, NsgsyncError
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy
 from nsgsync.model.kinds import KNOWN_KINDS, Effect
+from nsgsync.model.tiers import TPolicy
 from nsgsync.sources.cluster import (
     DIALECT_KINDS,
     FINISHED,
@@ -41,6 +42,7 @@ from nsgsync.sources.cluster import (
 from nsgsync.sources.files import (
     Document,
     OrderedPolicies,
+    parse_admin_policy,
     parse_labels,
     parse_pod,
     parse_policy,
@@ -417,6 +419,7 @@ class Cache:
         pods: list[PodInfo] = []
         foreign: list[ForeignPolicy] = []
         ordered = OrderedPolicies()
+        admin: list[TPolicy] = []
         seen: set[tuple[str, str, str]] = set()
         for informer in self.informers:
             if informer.foreign in DIALECT_KINDS:
@@ -434,6 +437,13 @@ class Cache:
                 continue
             if informer.foreign is not None:
                 group, kind = informer.foreign
+                api_version = informer.listed.api_version
+                if adminpolicy.compiled(api_version, kind):
+                    # network-policy-api's kinds in a version nsgsync compiles.
+                    for obj in informer.objects():
+                        body = {**obj, "apiVersion": api_version, "kind": kind}
+                        admin.append(parse_admin_policy(Document(WHERE, 0, body)))
+                    continue
                 effect: Effect = KNOWN_KINDS[informer.foreign]
                 for obj in informer.objects():
                     meta = obj.get("metadata") or {}
@@ -463,7 +473,7 @@ class Cache:
             pods,
             namespaces_complete=True,
             foreign=foreign,
-            ordered=ordered.policies(),
+            ordered=[*ordered.policies(), *admin],
             notes=ordered.notes,
         )
 

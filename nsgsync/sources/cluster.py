@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, cilium
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy, cilium
 from nsgsync.model.kinds import KNOWN_KINDS
+from nsgsync.model.tiers import TPolicy
 from nsgsync.sources.files import (
     Document,
     OrderedPolicies,
+    parse_admin_policy,
     parse_labels,
     parse_pod,
     parse_policy,
@@ -378,9 +380,11 @@ def _read(
                 for doc in _documents(api_client, listed, scope, page_size, where):
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
+        served = _served(api_client, where)
         ordered = OrderedPolicies()
-        foreign = _foreign(api_client, where, page_size, ordered)
+        foreign = _foreign(api_client, where, page_size, served, ordered)
         ordered.note_absent()
+        admin = _admin_policies(api_client, where, page_size, served)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
@@ -392,7 +396,7 @@ def _read(
         pods,
         namespaces_complete=True,
         foreign=foreign,
-        ordered=ordered.policies(),
+        ordered=[*ordered.policies(), *admin],
         notes=ordered.notes,
     )
 
@@ -402,11 +406,8 @@ def plural_of(kind: str) -> str:
     return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
-def _foreign(
-    api_client: Any, where: str, page_size: int, ordered: OrderedPolicies
-) -> list[ForeignPolicy]:
-    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist; those
-    of the dialects it compiles go to `ordered`, which notes the CRDs that are absent."""
+def _served(api_client: Any, where: str) -> dict[str, list[str]]:
+    """The API groups the cluster serves, each with its versions (none without discovery)."""
     try:
         _, body = _send(
             api_client,
@@ -420,16 +421,57 @@ def _foreign(
             missing_ok=True,
         )
     except _NotServed:
-        return []  # an API server without discovery serves no custom resources either
+        return {}  # an API server without discovery serves no custom resources either
     served: dict[str, list[str]] = {}
     for group in body.get("groups") or []:
         if isinstance(group, dict) and isinstance(group.get("name"), str):
             versions = [v.get("version") for v in group.get("versions") or []]
             served[group["name"]] = [v for v in versions if isinstance(v, str)]
+    return served
+
+
+def _admin_policies(
+    api_client: Any, where: str, page_size: int, served: Mapping[str, list[str]]
+) -> list[TPolicy]:
+    """network-policy-api's kinds nsgsync compiles, in the versions it reads, where served."""
+    found: list[TPolicy] = []
+    for api_version, kinds in sorted(adminpolicy.KINDS.items()):
+        group, _, version = api_version.rpartition("/")
+        if version not in served.get(group, ()):
+            continue
+        for kind in sorted(kinds):
+            listed = Listed(kind, api_version, plural_of(kind))
+            try:
+                docs = _documents(
+                    api_client,
+                    listed,
+                    None,
+                    page_size,
+                    where,
+                    forbidden_hint=_FOREIGN_RBAC_HINT,
+                    missing_ok=True,
+                )
+            except _NotServed:
+                continue
+            found += [parse_admin_policy(doc) for doc in docs]
+    return found
+
+
+def _foreign(
+    api_client: Any,
+    where: str,
+    page_size: int,
+    served: Mapping[str, list[str]],
+    ordered: OrderedPolicies,
+) -> list[ForeignPolicy]:
+    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist; those
+    of the dialects `ordered` reads go to it, which notes the CRDs that are absent."""
     found: list[ForeignPolicy] = []
     kinds = set(KNOWN_KINDS) | set(DIALECT_KINDS)
     for group, kind in sorted(kinds):
         effect = KNOWN_KINDS.get((group, kind))
+        if any(adminpolicy.compiled(f"{group}/{v}", kind) for v in served.get(group, ())):
+            continue  # read and compiled by _admin_policies
         versions = served.get(group, [])
         if (group, kind) in DIALECT_KINDS:
             # Only the version nsgsync reads: another one has other fields.

@@ -38,6 +38,7 @@ from nsgsync.model import (
     PolicyType,
     Protocol,
     Topology,
+    adminpolicy,
     cilium,
 )
 from nsgsync.model.k8s import (
@@ -1124,11 +1125,25 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
     pods: dict[tuple[str, str, str], PodInfo] = {}
     foreign: list[ForeignPolicy] = []
     ordered = OrderedPolicies()
+    admin_policies: dict[tuple[str, str], TPolicy] = {}
     for path in iter_files(paths):
         for doc in read_documents(path):
             kind = _kind(doc)
-            ordered.read(doc, kind)
-            if (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
+            if ordered.read(doc, kind):
+                continue
+            if adminpolicy.compiled(doc.body.get("apiVersion"), kind):
+                admin = parse_admin_policy(doc)
+                key = (admin.dialect, admin.ref)
+                if key in admin_policies:
+                    raise InputError(
+                        f"{admin.dialect} {admin.ref} is defined twice (also in "
+                        f"{admin_policies[key].where})",
+                        file=doc.file,
+                        line=doc.line,
+                        obj=f"{admin.dialect} {admin.ref}",
+                    )
+                admin_policies[key] = admin
+            elif (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
                 foreign.append(found)
             elif kind == "NetworkPolicy":
                 check_policy_api_version(doc)
@@ -1169,7 +1184,7 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
         {name: labels for name, (labels, _) in namespaces.items()},
         pods.values(),
         foreign=foreign,
-        ordered=ordered.policies(),
+        ordered=[*ordered.policies(), *admin_policies.values()],
         notes=ordered.notes,
     )
 
@@ -1220,6 +1235,50 @@ class OrderedPolicies:
                     "CustomResourceDefinitions are not installed, so there are none to compile",
                 )
             )
+
+
+def parse_admin_policy(doc: Document) -> TPolicy:
+    """An AdminNetworkPolicy, BaselineAdminNetworkPolicy or ClusterNetworkPolicy, lowered."""
+    kind = _kind(doc)
+    _, name = _metadata(doc)
+    obj = f"{kind} {name}"
+    if kind == adminpolicy.BANP and name != adminpolicy.BASELINE_NAME:
+        raise InputError(
+            f"a BaselineAdminNetworkPolicy must be named {adminpolicy.BASELINE_NAME!r} "
+            f"(the cluster has one), not {excerpt(name)}",
+            file=doc.file,
+            line=_line_at(doc, ["metadata", "name"]),
+            obj=obj,
+            field="metadata.name",
+        )
+    spec = doc.body.get("spec")
+    if not isinstance(spec, dict):
+        raise InputError(
+            "spec is missing or not a mapping",
+            file=doc.file,
+            line=_line_at(doc, ["spec"]),
+            obj=obj,
+            field="spec",
+        )
+    model = adminpolicy.SPECS[kind]
+    try:
+        parsed = model.model_validate(spec)
+    except ValidationError as exc:
+        loc, field, msg = _first_error(exc, "spec", model)
+        raise InputError(
+            msg, file=doc.file, line=_line_at(doc, ["spec", *loc]), obj=obj, field=field
+        ) from None
+    try:
+        return adminpolicy.lower(kind, name, parsed, where=f"{doc.file}:{doc.line}")
+    except adminpolicy.SpecError as exc:
+        path: list[str | int] = ["spec", *exc.path]
+        raise InputError(
+            str(exc),
+            file=doc.file,
+            line=_line_at(doc, path),
+            obj=obj,
+            field=_format_loc(path),
+        ) from None
 
 
 def foreign_policy(doc: Document, *, where: str) -> ForeignPolicy | None:

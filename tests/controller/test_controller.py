@@ -392,17 +392,17 @@ def test_a_policy_kind_nsgsync_does_not_compile_stops_reconciles_until_gone(
 ) -> None:
     controller = make_controller()
     wait_for(lambda: ready(controller), "the leader's first reconcile")
-    admin = {
-        "apiVersion": "policy.networking.k8s.io/v1alpha1",
-        "kind": "AdminNetworkPolicy",
+    calico = {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "GlobalNetworkPolicy",
         "metadata": {"name": "allow-more"},
-        "spec": {"priority": 10, "subject": {"namespaces": {}}, "ingress": []},
+        "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]},
     }
-    api.add(admin)  # it may allow what the NetworkPolicies deny: nsgsync must not guess
+    api.add(calico)  # it may allow what the NetworkPolicies deny: nsgsync must not guess
     api.add(db_policy(9187))
-    wait_for(lambda: "AdminNetworkPolicy" in (controller.last_error or ""), "refused to compile")
+    wait_for(lambda: "GlobalNetworkPolicy" in (controller.last_error or ""), "refused to compile")
     assert 9187 not in ingress_ports(ec2, "shop-db")  # the last good state holds
-    api.delete("AdminNetworkPolicy", "", "allow-more")
+    api.delete("GlobalNetworkPolicy", "", "allow-more")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "reconciled once it is gone")
 
 
@@ -444,3 +444,39 @@ def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(
     assert 9187 not in ingress_ports(ec2, "shop-db")
     wait_for(controller.elector.is_leader, "leading again once the Lease answers")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the pending change applied")
+
+
+def test_admin_network_policies_are_watched_and_compiled(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    assert 9300 not in ingress_ports(ec2, "shop-db")
+    api.add(
+        {
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": "scrape-db"},
+            "spec": {
+                "priority": 5,
+                "subject": {
+                    "pods": {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "shop"}
+                        },
+                        "podSelector": {"matchLabels": {"tier": "db"}},
+                    }
+                },
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "from": [{"namespaces": {"matchLabels": {"purpose": "monitoring"}}}],
+                        "ports": [{"portNumber": {"protocol": "TCP", "port": 9300}}],
+                    }
+                ],
+            },
+        }
+    )
+    wait_for(lambda: 9300 in ingress_ports(ec2, "shop-db"), "the admin policy in the cloud")
+    api.delete("AdminNetworkPolicy", "", "scrape-db")
+    wait_for(lambda: 9300 not in ingress_ports(ec2, "shop-db"), "and gone with it")

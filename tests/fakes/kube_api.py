@@ -75,6 +75,16 @@ RESOURCES: dict[str, Resource] = {
     "AdminNetworkPolicy": Resource(
         "policy.networking.k8s.io/v1alpha1", "adminnetworkpolicies", namespaced=False
     ),
+    "BaselineAdminNetworkPolicy": Resource(
+        "policy.networking.k8s.io/v1alpha1", "baselineadminnetworkpolicies", namespaced=False
+    ),
+    "ClusterNetworkPolicy": Resource(
+        "policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies", namespaced=False
+    ),
+    # Calico's CRD underneath its API server: a kind nsgsync refuses (docs/semantics.md).
+    "GlobalNetworkPolicy": Resource(
+        "crd.projectcalico.org/v1", "globalnetworkpolicies", namespaced=False
+    ),
 }
 _BY_PATH = {(r.prefix, r.plural): (kind, r) for kind, r in RESOURCES.items()}
 APPLY_PATCH = "application/apply-patch+yaml"
