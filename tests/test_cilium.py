@@ -864,3 +864,21 @@ def test_every_connection_cilium_allows_the_intent_allows(
                     ):
                         misses.append(f"{a.ip} -> {b.ip} {port_}/{proto.value} {literal}")
     assert misses == [], (docs, s.describe())
+
+
+def test_explain_shows_the_deny_stage_and_the_allow_stage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nsgsync.cli.main import main
+
+    case = Path(__file__).parent / "cases" / "cilium-deny"
+    base = ["explain", "-f", str(case / "manifests"), "--topology", str(case / "topology.yaml")]
+    # The exit code is explain's own (it answers 3 here though both sides deny: reported).
+    main([*base, "--from", "8.8.8.8", "--to", "shop/frontend", "--port", "443/TCP"])
+    out = capsys.readouterr().out
+    assert "[Cilium deny] Deny by external-lockdown rule 0" in out
+    assert "Cloud rules (Intent): DENIED" in out
+    assert main([*base, "--from", "shop/backend", "--to", "shop/frontend", "--port", "80/TCP"]) == 0
+    out = capsys.readouterr().out
+    assert "[Cilium] Allow by external-lockdown rule 0" in out
+    assert "Cloud rules (Intent): ALLOWED" in out
