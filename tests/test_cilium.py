@@ -873,8 +873,8 @@ def test_explain_shows_the_deny_stage_and_the_allow_stage(
 
     case = Path(__file__).parent / "cases" / "cilium-deny"
     base = ["explain", "-f", str(case / "manifests"), "--topology", str(case / "topology.yaml")]
-    # The exit code is explain's own (it answers 3 here though both sides deny: reported).
-    main([*base, "--from", "8.8.8.8", "--to", "shop/frontend", "--port", "443/TCP"])
+    # 3: denied, by Kubernetes' side and the cloud's alike.
+    assert main([*base, "--from", "8.8.8.8", "--to", "shop/frontend", "--port", "443/TCP"]) == 3
     out = capsys.readouterr().out
     assert "[Cilium deny] Deny by external-lockdown rule 0" in out
     assert "Cloud rules (Intent): DENIED" in out
