@@ -93,6 +93,10 @@ class TieredCompiler:
             base = self.base
             if pods.namespace is not None:
                 nss, maybe = base.just(pods.namespace), frozenset[str]()
+                if pods.namespace_selector is not None:
+                    # Both: the one namespace, if the selector may match it.
+                    may, unsure = base.namespaces_matching(pods.namespace_selector)
+                    nss, maybe = nss & may, nss & unsure
             elif pods.namespace_selector is not None:
                 nss, maybe = base.namespaces_matching(pods.namespace_selector)
             else:
