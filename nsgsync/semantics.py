@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nsgsync.model import NetworkPolicy, Peer, PodInfo, PolicyPort, PolicyType, Protocol
 from nsgsync.model.tiers import (
@@ -407,3 +407,61 @@ def _lower_port(port: PolicyPort) -> PortRange:
     if port.port is None:
         return PortRange(port.protocol)
     return PortRange(port.protocol, port.port, port.end_port or port.port)
+
+
+# --- Calico (nsgsync.model.calico): tiers by their order -----------------------------------
+
+
+def calico_stages(
+    ordered: Sequence[TPolicy],
+    network_policies: Sequence[NetworkPolicy] = (),
+    *,
+    admin: Stage | None = None,
+    baseline: Stage | None = None,
+) -> tuple[Stage, ...]:
+    """Calico's evaluation order as stages (docs/calico.md#ordering).
+
+    Untracked (doNotTrack) allows first; then the tiers by their order (a TPolicy's order
+    key is (tier order, policy order, name)), each ending in a deny for the pods a policy of
+    the tier selects; the Kubernetes NetworkPolicies in the default tier at order 1000; the
+    admin network policy kinds as the tiers Calico gives them (`admin` at order 1000 before
+    the default tier, `baseline` after it). After the last stage: allow (the profiles).
+    """
+    from nsgsync.model import calico
+
+    policies = [p for p in ordered if p.dialect == calico.DIALECT]
+    untracked = sorted(
+        (p for p in policies if p.stage == calico.UNTRACKED_STAGE), key=lambda p: p.order
+    )
+    tiers: dict[str, list[TPolicy]] = {}
+    orders: dict[str, float] = {calico.stage_name(calico.DEFAULT_TIER): calico.DEFAULT_TIER_ORDER}
+    for p in policies:
+        if p.stage != calico.UNTRACKED_STAGE:
+            tiers.setdefault(p.stage, []).append(p)
+            orders[p.stage] = float(p.order[0])
+    default = calico.stage_name(calico.DEFAULT_TIER)
+    for np in network_policies:
+        lowered = lower_network_policy(np)
+        tiers.setdefault(default, []).append(
+            replace(
+                lowered,
+                stage=default,
+                order=(orders[default], calico.KNP_ORDER, f"knp.default.{np.ref}"),
+            )
+        )
+    placed: list[tuple[float, str, Stage]] = [
+        (
+            orders[name],
+            name,
+            Stage(name, tuple(sorted(members, key=lambda p: p.order)), End.DENY_IF_SELECTED),
+        )
+        for name, members in tiers.items()
+    ]
+    if admin is not None:
+        placed.append((calico.ADMIN_TIER_ORDER, "adminnetworkpolicy", admin))
+    if baseline is not None:
+        placed.append((calico.BASELINE_TIER_ORDER, "baselineadminnetworkpolicy", baseline))
+    stages = [stage for _, _, stage in sorted(placed, key=lambda t: (t[0], t[1]))]
+    if untracked:
+        stages.insert(0, Stage(calico.UNTRACKED_STAGE, tuple(untracked), End.NEXT))
+    return tuple(stages)

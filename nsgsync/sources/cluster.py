@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, calico
 from nsgsync.model.kinds import KNOWN_KINDS
+from nsgsync.model.tiers import TPolicy
+from nsgsync.sources.calico import CalicoReader
 from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
 
 if TYPE_CHECKING:
@@ -370,12 +372,76 @@ def _read(
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
         foreign = _foreign(api_client, where, page_size)
+        ordered = _calico(api_client, where, page_size, labels)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
         raise
     # Every namespace was listed, whatever `namespaces` limits: the list is complete.
-    return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
+    return Inventory.build(
+        policies, labels, pods, namespaces_complete=True, foreign=foreign, ordered=ordered
+    )
+
+
+def _served_groups(api_client: Any, where: str) -> dict[str, list[str]]:
+    """API group -> the versions the API server serves; {} without discovery."""
+    try:
+        _, body = _send(
+            api_client,
+            "GET",
+            "/apis",
+            query=[],
+            action="cannot discover the cluster's API groups",
+            where=where,
+            forbidden_hint=READ_RBAC_HINT,
+            missing_hint=READ_RBAC_HINT,
+            missing_ok=True,
+        )
+    except _NotServed:
+        return {}
+    served: dict[str, list[str]] = {}
+    for group in body.get("groups") or []:
+        if isinstance(group, dict) and isinstance(group.get("name"), str):
+            versions = [v.get("version") for v in group.get("versions") or []]
+            served[group["name"]] = [v for v in versions if isinstance(v, str)]
+    return served
+
+
+def _calico(
+    api_client: Any, where: str, page_size: int, labels: dict[str, dict[str, str]]
+) -> list[TPolicy]:
+    """Calico's tiers, network sets and policies, lowered (docs/calico.md#reading).
+
+    Calico's API server (projectcalico.org/v3) serves the same objects as its CRDs
+    (crd.projectcalico.org/v1), so the first group served is read, not both; a kind the
+    group does not serve (Tier before Calico 3.28, say) is absent, not an error.
+    """
+    served = _served_groups(api_client, where)
+    reader = CalicoReader()
+    for group in calico.GROUPS:
+        versions = served.get(group)
+        if not versions:
+            continue
+        version = "v3" if "v3" in versions else versions[0]
+        # Tiers and sets first: the policies' lowering reads them.
+        for kind in (calico.TIER_KIND, *calico.SET_KINDS, *calico.POLICY_KINDS):
+            listed = Listed(kind, f"{group}/{version}", plural_of(kind))
+            try:
+                docs = _documents(
+                    api_client,
+                    listed,
+                    None,
+                    page_size,
+                    where,
+                    forbidden_hint=_FOREIGN_RBAC_HINT,
+                    missing_ok=True,
+                )
+            except _NotServed:
+                continue
+            for doc in docs:
+                reader.add(doc)
+        break
+    return reader.lowered(labels)
 
 
 def plural_of(kind: str) -> str:
@@ -697,10 +763,14 @@ def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:
     policies = {p.ref: p for p in cluster.policies} | {p.ref: p for p in files.policies}
     namespaces = files.described_namespaces | cluster.described_namespaces
     pods = {(p.namespace, p.kind, p.name): p for p in (*files.pods, *cluster.pods)}
+    ordered = {(p.dialect, p.ref): p for p in cluster.ordered} | {
+        (p.dialect, p.ref): p for p in files.ordered
+    }
     return Inventory.build(
         policies.values(),
         namespaces,
         pods.values(),
         namespaces_complete=files.namespaces_complete or cluster.namespaces_complete,
         foreign=(*files.foreign, *cluster.foreign),
+        ordered=ordered.values(),
     )

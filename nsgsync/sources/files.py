@@ -1031,6 +1031,15 @@ def _pod_from_spec(
                         path=[*base, "spec", group, ci, "ports", pi],
                     )
                 )
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    if not isinstance(account, str):
+        raise InputError(
+            f"serviceAccountName must be a string, not {excerpt(account)}",
+            file=doc.file,
+            line=_line_at(doc, [*base, "spec", "serviceAccountName"]),
+            obj=obj,
+            field=f"{prefix}spec.serviceAccountName",
+        )
     status = doc.body.get("status") if kind == "Pod" else None
     ip = status.get("podIP") if isinstance(status, dict) else None
     return PodInfo(
@@ -1041,6 +1050,7 @@ def _pod_from_spec(
         ports=tuple(ports),
         host_network=host_network is True,
         ip=ip if isinstance(ip, str) else None,
+        service_account=account,
     )
 
 
@@ -1117,10 +1127,17 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
     namespaces: dict[str, tuple[dict[str, str], str]] = {}
     pods: dict[tuple[str, str, str], PodInfo] = {}
     foreign: list[ForeignPolicy] = []
+    from nsgsync.sources.calico import CalicoReader, is_calico
+
+    calico = CalicoReader()
     for path in iter_files(paths):
         for doc in read_documents(path):
             kind = _kind(doc)
-            if (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
+            if is_calico(doc):
+                calico.add(doc)
+                if (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
+                    foreign.append(found)
+            elif (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
                 foreign.append(found)
             elif kind == "NetworkPolicy":
                 check_policy_api_version(doc)
@@ -1156,11 +1173,13 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
                 pod = parse_pod(doc)
                 if pod is not None:
                     pods[(pod.namespace, pod.kind, pod.name)] = pod
+    described = {name: labels for name, (labels, _) in namespaces.items()}
     return Inventory.build(
         (p for p, _ in policies.values()),
-        {name: labels for name, (labels, _) in namespaces.items()},
+        described,
         pods.values(),
         foreign=foreign,
+        ordered=calico.lowered(described),
     )
 
 
