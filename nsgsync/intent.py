@@ -55,6 +55,15 @@ class Code(StrEnum):
     AWS_ATTACHMENT_OVERLAP = "aws-attachment-overlap"
     AZURE_SCTP_ANY_PROTOCOL = "azure-sctp-any-protocol"
     AZURE_OUTSIDE_VNET = "azure-outside-vnet"
+    # Ordered policies (docs/semantics.md#ordered-policies), any dialect.
+    DENY_PARTIAL = "deny-partial"
+    PROTOCOLS_WIDENED = "protocols-widened"
+    DIALECT_NOT_ENFORCED = "dialect-not-enforced"
+    # network-policy-api's admin kinds (docs/admin-policies.md).
+    ADMIN_PRIORITY_TIE = "admin-priority-tie"
+    CALICO_NOT_COMPILED = "calico-not-compiled"
+    CALICO_UNMODELED = "calico-unmodeled"
+    CALICO_PROTOCOL_WIDENED = "calico-protocol-widened"
 
 
 class Source(BaseModel):

@@ -229,7 +229,7 @@ def _pipeline(
     tmp_path: Path, docs: list[dict[str, Any]], knps: tuple[NetworkPolicy, ...] = ()
 ) -> tuple[Pipeline, Inventory]:
     inv = load_manifests([_write(tmp_path, docs)])
-    return Pipeline(calico_stages(inv.ordered, knps or inv.policies)), inv
+    return Pipeline(calico_stages(knps or inv.policies, inv.ordered)), inv
 
 
 def _allowed(
@@ -339,7 +339,7 @@ def test_tiers_pass_and_order(tmp_path: Path) -> None:
         ),
     ]
     pipeline, _ = _pipeline(tmp_path, docs)
-    assert [s.name for s in pipeline.stages] == ["tier security", "tier default"]
+    assert [s.name for s in pipeline.stages if s.policies] == ["tier security", "tier default"]
     assert _allowed(pipeline, WEB, DB, 5432) == {Action.ALLOW}
     # ops is denied in the security tier, before allow-prom could allow it.
     assert _allowed(pipeline, PROM, DB, 9090) == {Action.DENY}
@@ -362,8 +362,9 @@ def test_missing_order_is_last_and_log_goes_on(tmp_path: Path) -> None:
         ),
     ]
     pipeline, _ = _pipeline(tmp_path, docs)
-    assert [p.ref for p in pipeline.stages[0].policies] == ["shop/b-deny", "shop/a-allow"]
-    assert math.isinf(float(pipeline.stages[0].policies[1].order[1]))
+    (tier,) = [s for s in pipeline.stages if s.policies]
+    assert [p.ref for p in tier.policies] == ["shop/b-deny", "shop/a-allow"]
+    assert math.isinf(float(tier.policies[1].order[1]))
     assert _allowed(pipeline, "192.0.2.10", WEB, 80) == {Action.DENY}
     assert _allowed(pipeline, "8.8.8.8", WEB, 80) == {Action.ALLOW}
 
@@ -427,7 +428,7 @@ def test_what_cannot_be_evaluated_is_uncertain_and_noted(tmp_path: Path) -> None
     notes = {p.ref: p.notes for p in inv.ordered}
     assert {code for code, _ in notes["shop/l7"]} == {"calico-unmodeled", "calico-protocol-widened"}
     assert notes["host"][0][0] == "calico-not-compiled"
-    assert [s.name for s in pipeline.stages] == ["untracked", "tier default"]
+    assert [s.name for s in pipeline.stages if s.policies] == ["untracked", "tier default"]
     # The L7 Deny may or may not deny; the ICMP Allow may apply to TCP: both outcomes.
     assert _allowed(pipeline, "8.8.8.8", WEB, 80) == {Action.ALLOW, Action.DENY}
 
@@ -780,7 +781,7 @@ def test_lowered_calico_decides_as_calico_does(s: Scenario, data: st.DataObject)
         path = Path(tmp) / "c.yaml"
         path.write_text(yaml.safe_dump_all([*TIERS, NETWORK_SET, *docs], sort_keys=False))
         inv = load_manifests([path])
-    pipeline = Pipeline(calico_stages(inv.ordered, s.inventory.policies))
+    pipeline = Pipeline(calico_stages(s.inventory.policies, inv.ordered))
     ends = [Endpoint(p.ip or "", p) for p in pods] + [Endpoint(ip) for ip in EXTERNAL_IPS]
     for a in ends:
         for b in ends:

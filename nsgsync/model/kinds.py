@@ -23,10 +23,9 @@ class Effect(StrEnum):
 KNOWN_KINDS: dict[tuple[str, str], Effect] = {
     ("cilium.io", "CiliumNetworkPolicy"): Effect.MAY_ALLOW,
     ("cilium.io", "CiliumClusterwideNetworkPolicy"): Effect.MAY_ALLOW,
-    ("projectcalico.org", "NetworkPolicy"): Effect.MAY_ALLOW,
-    ("projectcalico.org", "GlobalNetworkPolicy"): Effect.MAY_ALLOW,
-    ("crd.projectcalico.org", "NetworkPolicy"): Effect.MAY_ALLOW,
-    ("crd.projectcalico.org", "GlobalNetworkPolicy"): Effect.MAY_ALLOW,
+    # Calico's NetworkPolicy and GlobalNetworkPolicy are compiled (nsgsync.model.calico).
+    # network-policy-api: the versions nsgsync.model.adminpolicy reads are compiled (sources
+    # look there first); any other version of these kinds is refused here.
     ("policy.networking.k8s.io", "AdminNetworkPolicy"): Effect.MAY_ALLOW,
     ("policy.networking.k8s.io", "BaselineAdminNetworkPolicy"): Effect.MAY_ALLOW,
     ("policy.networking.k8s.io", "ClusterNetworkPolicy"): Effect.MAY_ALLOW,

@@ -21,11 +21,17 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, calico
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy, calico
 from nsgsync.model.kinds import KNOWN_KINDS
 from nsgsync.model.tiers import TPolicy
 from nsgsync.sources.calico import CalicoReader
-from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
+from nsgsync.sources.files import (
+    Document,
+    parse_admin_policy,
+    parse_labels,
+    parse_pod,
+    parse_policy,
+)
 
 if TYPE_CHECKING:
     import kubernetes.client  # for annotations; imported at run time only when used
@@ -371,8 +377,10 @@ def _read(
                 for doc in _documents(api_client, listed, scope, page_size, where):
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
-        foreign = _foreign(api_client, where, page_size)
-        ordered = _calico(api_client, where, page_size, labels)
+        served = _served(api_client, where)
+        foreign = _foreign(api_client, where, page_size, served)
+        ordered = _admin_policies(api_client, where, page_size, served)
+        ordered += _calico(api_client, where, page_size, labels, served)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
@@ -383,32 +391,12 @@ def _read(
     )
 
 
-def _served_groups(api_client: Any, where: str) -> dict[str, list[str]]:
-    """API group -> the versions the API server serves; {} without discovery."""
-    try:
-        _, body = _send(
-            api_client,
-            "GET",
-            "/apis",
-            query=[],
-            action="cannot discover the cluster's API groups",
-            where=where,
-            forbidden_hint=READ_RBAC_HINT,
-            missing_hint=READ_RBAC_HINT,
-            missing_ok=True,
-        )
-    except _NotServed:
-        return {}
-    served: dict[str, list[str]] = {}
-    for group in body.get("groups") or []:
-        if isinstance(group, dict) and isinstance(group.get("name"), str):
-            versions = [v.get("version") for v in group.get("versions") or []]
-            served[group["name"]] = [v for v in versions if isinstance(v, str)]
-    return served
-
-
 def _calico(
-    api_client: Any, where: str, page_size: int, labels: dict[str, dict[str, str]]
+    api_client: Any,
+    where: str,
+    page_size: int,
+    labels: dict[str, dict[str, str]],
+    served: Mapping[str, list[str]],
 ) -> list[TPolicy]:
     """Calico's tiers, network sets and policies, lowered (docs/calico.md#reading).
 
@@ -416,7 +404,6 @@ def _calico(
     (crd.projectcalico.org/v1), so the first group served is read, not both; a kind the
     group does not serve (Tier before Calico 3.28, say) is absent, not an error.
     """
-    served = _served_groups(api_client, where)
     reader = CalicoReader()
     for group in calico.GROUPS:
         versions = served.get(group)
@@ -449,8 +436,8 @@ def plural_of(kind: str) -> str:
     return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
-def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]:
-    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
+def _served(api_client: Any, where: str) -> dict[str, list[str]]:
+    """The API groups the cluster serves, each with its versions (none without discovery)."""
     try:
         _, body = _send(
             api_client,
@@ -464,14 +451,50 @@ def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]
             missing_ok=True,
         )
     except _NotServed:
-        return []  # an API server without discovery serves no custom resources either
+        return {}  # an API server without discovery serves no custom resources either
     served: dict[str, list[str]] = {}
     for group in body.get("groups") or []:
         if isinstance(group, dict) and isinstance(group.get("name"), str):
             versions = [v.get("version") for v in group.get("versions") or []]
             served[group["name"]] = [v for v in versions if isinstance(v, str)]
+    return served
+
+
+def _admin_policies(
+    api_client: Any, where: str, page_size: int, served: Mapping[str, list[str]]
+) -> list[TPolicy]:
+    """network-policy-api's kinds nsgsync compiles, in the versions it reads, where served."""
+    found: list[TPolicy] = []
+    for api_version, kinds in sorted(adminpolicy.KINDS.items()):
+        group, _, version = api_version.rpartition("/")
+        if version not in served.get(group, ()):
+            continue
+        for kind in sorted(kinds):
+            listed = Listed(kind, api_version, plural_of(kind))
+            try:
+                docs = _documents(
+                    api_client,
+                    listed,
+                    None,
+                    page_size,
+                    where,
+                    forbidden_hint=_FOREIGN_RBAC_HINT,
+                    missing_ok=True,
+                )
+            except _NotServed:
+                continue
+            found += [parse_admin_policy(doc) for doc in docs]
+    return found
+
+
+def _foreign(
+    api_client: Any, where: str, page_size: int, served: Mapping[str, list[str]]
+) -> list[ForeignPolicy]:
+    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
     found: list[ForeignPolicy] = []
     for (group, kind), effect in sorted(KNOWN_KINDS.items()):
+        if any(adminpolicy.compiled(f"{group}/{v}", kind) for v in served.get(group, ())):
+            continue  # read and compiled by _admin_policies
         # A kind is served under each version of its group that has it; the first is enough.
         for version in served.get(group, ()):
             listed = Listed(kind, f"{group}/{version}", plural_of(kind))
