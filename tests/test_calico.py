@@ -4,6 +4,7 @@ checked connection by connection against a literal reading of Calico's documente
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -797,3 +798,93 @@ def test_lowered_calico_decides_as_calico_does(s: Scenario, data: st.DataObject)
                     )
                     assert walked.allowed == expected, (a, b, proto, port, walked, docs)
                     assert walked.egress.certain and walked.ingress.certain, walked
+
+
+# --- through the CLI: findings ---------------------------------------------------------
+
+CASE = Path(__file__).parent / "cases" / "calico-tiers"
+
+
+def test_compile_reports_what_it_could_not_compile_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nsgsync.cli.main import main
+
+    docs = [
+        _cnp(
+            "api-l7",
+            {
+                "selector": "app == 'api'",
+                "ingress": [
+                    {"action": "Deny", "http": {"methods": ["DELETE"]}},
+                    {"action": "Allow", "protocol": "ICMP"},
+                ],
+            },
+        ),
+        _cnp(
+            "untracked",
+            {"doNotTrack": True, "applyOnForward": True, "ingress": [{"action": "Allow"}]},
+            ns=None,
+        ),
+    ]
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    for src in (CASE / "manifests").iterdir():
+        (folder / src.name).write_text(src.read_text())
+    (folder / "more.yaml").write_text(yaml.safe_dump_all(docs))
+    topology = str(CASE / "topology.yaml")
+    assert main(["compile", "-f", str(folder), "--topology", topology, "-o", "json"]) == 0
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    for f in findings:
+        by_code.setdefault(f["code"], []).append(f)
+    assert {f["policy"] for f in by_code["calico-unmodeled"]} >= {"shop/api-l7"}
+    assert any("http" in f["message"] for f in by_code["calico-unmodeled"])
+    assert by_code["calico-protocol-widened"][0]["policy"] == "shop/api-l7"
+    assert "ICMP" in by_code["calico-protocol-widened"][0]["message"]
+    assert by_code["calico-not-compiled"][0]["policy"] == "untracked"
+
+
+def test_the_cluster_source_reads_calico_where_served(tmp_path: Path) -> None:
+    from nsgsync.sources.cluster import load_cluster
+    from tests.fakes.kube_api import KubeApi
+
+    tier = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Tier",
+        "metadata": {"name": "security"},
+        "spec": {"order": 100},
+    }
+    netset = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "GlobalNetworkSet",
+        "metadata": {"name": "partners", "labels": {"role": "partner"}},
+        "spec": {"nets": ["198.51.100.0/24"]},
+    }
+    gnp = _cnp(
+        "security.partners",
+        {
+            "tier": "security",
+            "order": 5,
+            "ingress": [{"action": "Allow", "source": {"selector": "role == 'partner'"}}],
+        },
+        ns=None,
+    )
+    np = _cnp("db", {"selector": "app == 'db'", "egress": [{"action": "Deny"}]})
+    knp_shown = _cnp("knp.default.db", {"ingress": [{"action": "Allow"}]})
+    with KubeApi() as api:
+        for obj in (tier, netset, gnp, np, knp_shown):
+            api.add(obj)
+        client = api.api_client()
+        try:
+            inv = load_cluster(client)
+        finally:
+            client.close()
+    got = {p.ref: p for p in inv.ordered}
+    assert sorted(got) == ["security.partners", "shop/db"]  # knp.* are read as themselves
+    assert got["security.partners"].stage == "tier security"
+    assert got["security.partners"].order[:2] == (100.0, 5.0)
+    assert got["shop/db"].types == {PolicyType.EGRESS}
+    # The network set's addresses are among the peers of the partners rule.
+    pipeline = Pipeline(calico_stages((), inv.ordered))
+    assert _allowed(pipeline, "198.51.100.9", DB, 22) == {Action.ALLOW}

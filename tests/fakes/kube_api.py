@@ -81,6 +81,14 @@ RESOURCES: dict[str, Resource] = {
     "ClusterNetworkPolicy": Resource(
         "policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies", namespaced=False
     ),
+    # Calico's API server; its NetworkPolicy shares a kind name, so it is keyed kind.group.
+    "NetworkPolicy.projectcalico.org": Resource("projectcalico.org/v3", "networkpolicies"),
+    "GlobalNetworkPolicy": Resource(
+        "projectcalico.org/v3", "globalnetworkpolicies", namespaced=False
+    ),
+    "Tier": Resource("projectcalico.org/v3", "tiers", namespaced=False),
+    "NetworkSet": Resource("projectcalico.org/v3", "networksets"),
+    "GlobalNetworkSet": Resource("projectcalico.org/v3", "globalnetworksets", namespaced=False),
 }
 _BY_PATH = {(r.prefix, r.plural): (kind, r) for kind, r in RESOURCES.items()}
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -262,7 +270,8 @@ class KubeApi:
         Adding one that exists replaces it (a MODIFIED event for watches).
         """
         kind = obj["kind"]
-        res = RESOURCES[kind]
+        group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+        res = RESOURCES.get(f"{kind}.{group}") or RESOURCES[kind]
         stored = copy.deepcopy(obj)
         meta = stored.setdefault("metadata", {})
         if res.namespaced:
