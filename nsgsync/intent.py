@@ -57,6 +57,7 @@ class Code(StrEnum):
     AZURE_OUTSIDE_VNET = "azure-outside-vnet"
     # Ordered policies (docs/semantics.md#ordered-policies), any dialect.
     DENY_PARTIAL = "deny-partial"
+    RULE_UNMODELED = "rule-unmodeled"
     PROTOCOLS_WIDENED = "protocols-widened"
     DIALECT_NOT_ENFORCED = "dialect-not-enforced"
     # network-policy-api's admin kinds (docs/admin-policies.md).

@@ -12,6 +12,7 @@ import pytest
 
 from nsgsync.compile import compile_intent
 from nsgsync.errors import InputError
+from nsgsync.explain import explain, render
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, LabelSelector, PodInfo, PolicyType, Protocol
 from nsgsync.model.tiers import Action, Net, Pods, PortRange, TPolicy, TRule
@@ -180,3 +181,36 @@ def test_baseline_deny_applies_only_where_networkpolicy_does_not_isolate() -> No
     intent = _compile(baseline)
     assert not intent.allows("192.0.2.1", "10.0.1.5", "TCP", 80)
     assert intent.allows("10.1.0.3", "10.0.1.5", "TCP", 80)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "stage", "engine", "shown"),
+    [
+        ("AdminNetworkPolicy", "Admin", "kubernetes", "[Admin] Deny by deny-tools rule 0"),
+        ("Calico", "security", "calico", "[tier security] Deny by deny-tools rule 0"),
+        ("Cilium", "Cilium", "cilium", "[Cilium] Deny by deny-tools rule 0"),
+    ],
+)
+def test_explain_walks_the_tiers_of_each_engine(
+    dialect: str, stage: str, engine: str, shown: str
+) -> None:
+    deny = _admin(
+        "deny-tools",
+        TRule(Action.DENY, INGRESS, 0, peers=FROM_TOOLS),
+        dialect=dialect,
+        stage=stage,
+    )
+    pods = [
+        PodInfo(namespace="shop", name="web", labels={"app": "web"}, ip="10.0.1.5"),
+        PodInfo(namespace="tools", name="cli", labels={}, ip="10.0.2.5"),
+    ]
+    inventory = Inventory.build(
+        [], {"shop": {}, "tools": {}}, pods, namespaces_complete=True, ordered=(deny,)
+    )
+    topology = _topology()
+    intent = compile_intent(topology, inventory)
+    found = explain(intent, topology, inventory, src="tools/cli", dst="shop/web", port="80")
+    text = render(found)
+    assert f"Kubernetes (policyEngine {engine}): DENIED" in text
+    assert shown in text
+    assert found.verdict == "denied"

@@ -19,7 +19,18 @@ from hypothesis import strategies as st
 from nsgsync.compile import CompileOptions, compile_intent
 from nsgsync.intent import Code, Intent
 from nsgsync.model import Inventory, LabelSelector, PolicyType, Protocol
-from nsgsync.model.tiers import Action, Net, Pipeline, Pods, PortRange, TPeer, TPolicy, TRule
+from nsgsync.model.tiers import (
+    Action,
+    Ent,
+    Entity,
+    Net,
+    Pipeline,
+    Pods,
+    PortRange,
+    TPeer,
+    TPolicy,
+    TRule,
+)
 from nsgsync.semantics import Endpoint, pipeline, tiered_verdict
 from tests.scenarios import (
     EXTERNAL_IPS,
@@ -55,7 +66,9 @@ def _peer() -> st.SearchStrategy[TPeer]:
     net = st.sampled_from(IP_BLOCKS).map(
         lambda b: Net(b["cidr"], tuple(b.get("except", ())))  # type: ignore[arg-type]
     )
-    return st.one_of(_pods(), net)
+    # Nodes (a `nodes` peer), the world and everything: the entities admin peers lower to.
+    entity = st.sampled_from([Entity.REMOTE_NODE, Entity.WORLD, Entity.ALL, Entity.CLUSTER])
+    return st.one_of(_pods(), net, entity.map(Ent))
 
 
 def _port() -> st.SearchStrategy[PortRange]:
@@ -196,6 +209,26 @@ def test_tiers_sound_from_selectors_alone(
         s.topology, _with(s, ordered, pods=pods), options=CompileOptions(selector_only=True)
     )
     assert _unsound(s, ordered, intent) == [], _describe(s, ordered)
+
+
+@SETTINGS
+@given(tiered(), st.sets(st.sampled_from(NAMESPACES)), st.booleans())
+def test_tiers_sound_when_namespaces_go_undescribed(
+    case: tuple[Scenario, tuple[TPolicy, ...]], described: set[str], pods: bool
+) -> None:
+    """Namespaces without a Namespace object have unknown labels, and others may exist."""
+    s, ordered = case
+    truth = s.inventory
+    seen = Inventory.build(
+        truth.policies,
+        {ns: labels for ns, labels in truth.namespaces.items() if ns in described},
+        truth.pods if pods else (),
+        ordered=ordered,
+    )
+    intent = compile_intent(s.topology, seen)
+    assert _unsound(s, ordered, intent) == [], f"described: {sorted(described)}\n" + _describe(
+        s, ordered
+    )
 
 
 @settings(

@@ -818,6 +818,19 @@ class _Compiler:
                         "and tiers, so the cloud rules may allow what it denies"
                     ),
                 )
+            elif code == Code.RULE_UNMODELED:
+                rule, _, reason = detail.partition(": ")
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    segments=items,
+                    message=(
+                        f"{subject} {rule} (Allow) matches on {reason}, which nsgsync cannot "
+                        f"evaluate: {_segments(items)} allow{'s' if len(items) == 1 else ''} "
+                        "everything the rule may match"
+                    ),
+                )
             elif code == Code.PROTOCOLS_WIDENED:
                 self._find(
                     Severity.WARNING,

@@ -44,6 +44,14 @@ def _pieces(pairs: Iterable[tuple[AddressSet, PortSet]]) -> _Pieces:
 
 
 def _combine(a: _Pieces, b: _Pieces, op: Callable[[PortSet, PortSet], PortSet]) -> _Pieces:
+    if a == b:
+        # The common case (what reaches a stage against a rule of the same reach): pieces
+        # are canonical, so equal pieces combine piece by piece.
+        return _pieces((x, op(p, p)) for x, p in a)
+    if not b:
+        return _pieces((x, op(p, _NO_PORTS)) for x, p in a)
+    if not a:
+        return _pieces((y, op(_NO_PORTS, q)) for y, q in b)
     out: list[tuple[AddressSet, PortSet]] = []
     dom_a = AddressSet.union_all(x for x, _ in a) if a else AddressSet()
     dom_b = AddressSet.union_all(x for x, _ in b) if b else AddressSet()

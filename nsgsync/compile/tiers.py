@@ -83,6 +83,7 @@ class TieredCompiler:
         self.everything = Space.of(base.everywhere, Ports.everything())
         self._terms: dict[int, tuple[Pods, Term]] = {}
         self._peers: dict[int, tuple[TPeer, AddressSet, AddressSet]] = {}
+        self._peers_seen: dict[int, TRule] = {}  # by id; holds the rule so ids stay unique
 
     # --- where predicates and peers fall ---
 
@@ -269,6 +270,12 @@ class TieredCompiler:
                         if rule.action is Action.ALLOW and hit:
                             allowed += self._grants(hit, policy.ref, rule.index)
                             total |= hit
+                            self._peers_widened(policy, rule, what)
+                            if rule.unmodeled:
+                                detail = f"{what} rule {rule.index}: {rule.unmodeled}"
+                                self.base._gathered[(Code.RULE_UNMODELED, policy.ref, detail)].add(
+                                    seg.name
+                                )
                         elif rule.action is Action.PASS:
                             nxt |= hit
                         if rule.action is not Action.ALLOW and not (hit - sure).issubset(_NOTHING):
@@ -348,6 +355,26 @@ class TieredCompiler:
     def _grants(self, space: Space, policy: str | None, rule: int | None) -> list[_Grant]:
         source = _AFTER_LAST if policy is None else self.base._source(policy, rule or 0, None)
         return _to_grants(space, source)
+
+    def _peers_widened(self, policy: TPolicy, rule: TRule, what: str) -> None:
+        """An Allow's pod peers that match only some pods of a segment: it is allowed whole."""
+        if id(rule) in self._peers_seen:
+            return
+        self._peers_seen[id(rule)] = rule
+        base = self.base
+        for j, peer in enumerate(rule.peers or ()):
+            if not isinstance(peer, Pods):
+                continue
+            found, _ = base.peer_segments(self.term(peer))
+            name = f"{what} rule {rule.index} peer {j}"
+            for other, cover in found:
+                if cover is not Cover.SOME:
+                    continue
+                if other is base.rest:
+                    base._gathered[(Code.PEER_UNSEGMENTED, policy.ref, "")].add(name)
+                else:
+                    base._gathered[(Code.PEER_WIDENED, policy.ref, "peers")].add(name)
+                    base._gathered[(Code.PEER_WIDENED, policy.ref, "segments")].add(other.name)
 
     def _widened(self, seg: _Seg, policy: TPolicy, direction: PolicyType) -> None:
         if any(r.action is Action.ALLOW and r.direction is direction for r in policy.rules):

@@ -421,3 +421,39 @@ def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(
     assert 9187 not in ingress_ports(ec2, "shop-db")
     wait_for(controller.elector.is_leader, "leading again once the Lease answers")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the pending change applied")
+
+
+def test_admin_network_policies_are_watched_and_compiled(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    assert 9300 not in ingress_ports(ec2, "shop-db")
+    api.add(
+        {
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": "scrape-db"},
+            "spec": {
+                "priority": 5,
+                "subject": {
+                    "pods": {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "shop"}
+                        },
+                        "podSelector": {"matchLabels": {"tier": "db"}},
+                    }
+                },
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "from": [{"namespaces": {"matchLabels": {"purpose": "monitoring"}}}],
+                        "ports": [{"portNumber": {"protocol": "TCP", "port": 9300}}],
+                    }
+                ],
+            },
+        }
+    )
+    wait_for(lambda: 9300 in ingress_ports(ec2, "shop-db"), "the admin policy in the cloud")
+    api.delete("AdminNetworkPolicy", "", "scrape-db")
+    wait_for(lambda: 9300 not in ingress_ports(ec2, "shop-db"), "and gone with it")
