@@ -8,6 +8,7 @@ allows, and the property tests hold the compiler to it.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -533,9 +534,16 @@ def calico_stages(
     tiers: dict[str, list[TPolicy]] = {default: []}
     orders: dict[str, float] = {default: calico.DEFAULT_TIER_ORDER}
     for p in policies:
-        if p.stage != calico.UNTRACKED_STAGE:
-            tiers.setdefault(p.stage, []).append(p)
-            orders[p.stage] = float(p.order[0])
+        if p.stage == calico.UNTRACKED_STAGE:
+            continue
+        # Calico's parser names stages "tier NAME" and leads the order key with the tier's
+        # order; a policy built otherwise is taken as the tier its stage names.
+        name = p.stage if p.stage.startswith("tier ") else calico.stage_name(p.stage or "default")
+        tiers.setdefault(name, []).append(p)
+        if p.order:
+            orders[name] = float(p.order[0])
+        else:
+            orders.setdefault(name, math.inf)
     for np in network_policies:
         tiers[default].append(
             replace(

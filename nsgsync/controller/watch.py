@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.errors import InputError, NsgsyncError
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy, calico
 from nsgsync.model.kinds import KNOWN_KINDS, Effect
 from nsgsync.model.tiers import TPolicy
+from nsgsync.sources.calico import CalicoReader
 from nsgsync.sources.cluster import (
     FINISHED,
     NAMESPACES,
@@ -52,7 +53,14 @@ WATCHED: tuple[Listed, ...] = (NAMESPACES, POLICIES, PODS, *WORKLOADS)
 WHERE = "cluster:watch"
 # Policy kinds nsgsync does not compile but must see (to refuse them, or with --ignore-kind
 # to report them): watched where their CRDs are served, like `load_cluster` lists them.
-FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(KNOWN_KINDS))
+# Calico's kinds are compiled (docs/calico.md): watched in both of Calico's groups, read
+# from the first one served, as `load_cluster` reads them.
+CALICO_KINDS = frozenset(
+    (group, kind)
+    for group in calico.GROUPS
+    for kind in (calico.TIER_KIND, *calico.SET_KINDS, *calico.POLICY_KINDS)
+)
+FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(set(KNOWN_KINDS) | CALICO_KINDS))
 
 
 @dataclass
@@ -417,10 +425,28 @@ class Cache:
         foreign: list[ForeignPolicy] = []
         ordered: list[TPolicy] = []
         seen: set[tuple[str, str, str]] = set()
+        calico_reader = CalicoReader()
+        calico_group = next(
+            (
+                group
+                for group in calico.GROUPS
+                if any(
+                    i.foreign is not None and i.foreign[0] == group and not i.absent
+                    for i in self.informers
+                )
+            ),
+            None,
+        )
         for informer in self.informers:
             if informer.foreign is not None:
                 group, kind = informer.foreign
                 api_version = informer.listed.api_version
+                if informer.foreign in CALICO_KINDS:
+                    if group == calico_group:  # the other group serves the same objects
+                        for obj in informer.objects():
+                            body = {**obj, "apiVersion": api_version, "kind": kind}
+                            calico_reader.add(Document(WHERE, 0, body))
+                    continue
                 if adminpolicy.compiled(api_version, kind):
                     # network-policy-api's kinds in a version nsgsync compiles.
                     for obj in informer.objects():
@@ -448,6 +474,7 @@ class Cache:
                     labels[key[2]] = value
         for gone in set(self._parsed) - seen:
             del self._parsed[gone]
+        ordered.extend(calico_reader.lowered(labels))
         # Every namespace is watched: the list is complete (no unknown namespaces).
         return Inventory.build(
             policies, labels, pods, namespaces_complete=True, foreign=foreign, ordered=ordered

@@ -457,3 +457,28 @@ def test_admin_network_policies_are_watched_and_compiled(
     wait_for(lambda: 9300 in ingress_ports(ec2, "shop-db"), "the admin policy in the cloud")
     api.delete("AdminNetworkPolicy", "", "scrape-db")
     wait_for(lambda: 9300 not in ingress_ports(ec2, "shop-db"), "and gone with it")
+
+
+def test_calico_policies_are_watched_and_compiled(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    assert 9400 not in ingress_ports(ec2, "shop-db")
+    api.add(
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "scrape-db"},
+            "spec": {
+                "order": 10,
+                "selector": "tier == 'db'",
+                "ingress": [
+                    {"action": "Allow", "protocol": "TCP", "destination": {"ports": [9400]}}
+                ],
+            },
+        }
+    )
+    wait_for(lambda: 9400 in ingress_ports(ec2, "shop-db"), "the Calico policy in the cloud")
+    api.delete("GlobalNetworkPolicy", "", "scrape-db")
+    wait_for(lambda: 9400 not in ingress_ports(ec2, "shop-db"), "and gone with it")
