@@ -20,26 +20,40 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from nsgsync.errors import did_you_mean, excerpt
 from nsgsync.model.calico_selector import (
     All,
+    And,
     Compare,
     Endpoint,
     Expr,
     Global,
     Has,
     Not,
+    Or,
     SelectorError,
     conjunction,
     parse_selector,
     prefixed,
 )
-from nsgsync.model.k8s import PodInfo, PolicyType, Protocol, check_port_name
+from nsgsync.model.k8s import (
+    NAMESPACE_NAME_LABEL,
+    LabelSelector,
+    Operator,
+    PodInfo,
+    PolicyType,
+    Protocol,
+    Requirement,
+    check_port_name,
+)
 from nsgsync.model.tiers import (
     Action,
     Ent,
     Entity,
     Net,
+    Pods,
     PortRange,
     TPeer,
     TPolicy,
@@ -537,6 +551,66 @@ class CalicoPods:
         return f"pods {self.expr}"
 
 
+def as_pods(expr: Expr) -> Pods | None:
+    """The expression as a Kubernetes-style Pods predicate, when that says exactly the same
+    of every pod (a conjunction of ==, !=, in, not in, has and !has on the pod's own labels,
+    its namespace's and its namespace's name); None otherwise.
+
+    The compiler places Pods predicates on segments from their selectors alone, where it
+    can only bound a Calico expression by the pods it knows.
+    """
+    parts = expr.parts if isinstance(expr, And) else (expr,)
+    namespace: str | None = None
+    pod_reqs: list[Requirement] = []
+    ns_reqs: list[Requirement] = []
+    for part in parts:
+        if isinstance(part, All):
+            continue
+        negated = isinstance(part, Not) and isinstance(part.inner, Has)
+        atom = part.inner if isinstance(part, Not) and negated else part
+        values: tuple[str, ...]
+        if isinstance(atom, Has):
+            key, values = atom.key, ()
+            op = Operator.DOES_NOT_EXIST if negated else Operator.EXISTS
+        elif isinstance(atom, Compare) and atom.op in ("==", "!=", "in", "not in"):
+            key, values = atom.key, atom.values
+            op = Operator.IN if atom.op in ("==", "in") else Operator.NOT_IN
+        else:
+            return None
+        target = pod_reqs
+        if key == NAMESPACE_LABEL:
+            if op is Operator.EXISTS:
+                continue  # every pod is in a namespace
+            if op is Operator.IN and len(values) == 1 and namespace in (None, values[0]):
+                namespace = values[0]
+                continue
+            key, target = NAMESPACE_NAME_LABEL, ns_reqs
+        elif key.startswith(NS_PREFIX):
+            key, target = key[len(NS_PREFIX) :], ns_reqs
+            if key == NAME_LABEL:
+                key = NAMESPACE_NAME_LABEL
+        elif key.startswith((SA_PREFIX, "projectcalico.org/")):
+            return None
+        try:
+            target.append(Requirement(key=key, operator=op, values=values))
+        except ValidationError:
+            return None  # not a Kubernetes label key or value: keep Calico's expression
+    return Pods(
+        namespace=namespace,
+        namespace_selector=LabelSelector(match_expressions=tuple(ns_reqs)) if ns_reqs else None,
+        pod_selector=LabelSelector(match_expressions=tuple(pod_reqs)) if pod_reqs else None,
+    )
+
+
+def pods_of(expr: Expr, *, unknown_as: bool = True) -> list[CalicoPods | Pods]:
+    """Pod predicates whose union is the expression's pods: Kubernetes-style where exact."""
+    alternatives = expr.parts if isinstance(expr, Or) else (expr,)
+    exact = [as_pods(a) for a in alternatives]
+    if all(p is not None for p in exact):
+        return [p for p in exact if p is not None]
+    return [CalicoPods(expr, unknown_as=unknown_as)]
+
+
 def namespace_expr(selector: Expr) -> Expr:
     """A namespaceSelector as Calico rewrites it: over the `pcns.` labels, all() meaning
     "in some namespace"."""
@@ -629,7 +703,8 @@ def lower(
         dialect=DIALECT,
         ref=policy.ref,
         where=policy.where,
-        subject=CalicoPods(subject_expr, unknown_as=True),
+        subject=(None if uncertain_subject else as_pods(subject_expr))
+        or CalicoPods(subject_expr, unknown_as=True),
         types=policy.types,
         rules=tuple(rules),
         stage=stage_name(policy.tier),
@@ -753,7 +828,7 @@ def _lower_rule(
     if peer.services:
         uncertain("it matches a Service's endpoints, which nsgsync does not read")
     if expr is not None:
-        peers = [CalicoPods(expr, unknown_as=True)]
+        peers = [*pods_of(expr, unknown_as=True)]
         for s in _matching_sets(expr, sets, ns_labels):
             peers.extend(Net(n) for n in s.nets)
             if s.has_domains:
@@ -769,7 +844,7 @@ def _lower_rule(
         peers = [Net(n) for n in peer.nets]
     not_peers.extend(Net(n) for n in peer.not_nets)
     if peer.not_selector is not None:
-        not_peers.append(CalicoPods(peer.not_selector, unknown_as=False))
+        not_peers.extend(pods_of(peer.not_selector, unknown_as=False))
         for s in _matching_sets(peer.not_selector, sets, ns_labels):
             not_peers.extend(Net(n) for n in s.nets)
         if policy.namespace is None:
@@ -782,13 +857,13 @@ def _lower_rule(
         not_peers.append(Net("0.0.0.0/0"))
 
     # --- the policy's own pod
-    local_pred: CalicoPods | None = None
+    local_pred: CalicoPods | Pods | None = None
     local_expr = _entity_expr(policy, local)
     if local_expr is not None or local.not_selector is not None:
         combined = conjunction(
             local_expr, Not(local.not_selector) if local.not_selector is not None else None
         )
-        local_pred = CalicoPods(combined, unknown_as=True)
+        local_pred = as_pods(combined) or CalicoPods(combined, unknown_as=True)
         if _uncertain(combined):
             uncertain("a selector on the policy's own pod reads service account labels")
     if local.nets or local.not_nets:

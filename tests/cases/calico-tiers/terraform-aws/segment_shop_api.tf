@@ -51,18 +51,6 @@ resource "aws_vpc_security_group_ingress_rule" "shop_api_tcp_9100_10_0_1_0_24" {
   tags              = local.tags_shop_api
 }
 
-# shop/allow-monitoring rule 0
-# nsgsync key: sgr/shop-api/in/tcp/9100-9100/10.0.128.0/17
-resource "aws_vpc_security_group_ingress_rule" "shop_api_tcp_9100_10_0_128_0_17" {
-  security_group_id = aws_security_group.shop_api.id
-  ip_protocol       = "tcp"
-  from_port         = 9100
-  to_port           = 9100
-  cidr_ipv4         = "10.0.128.0/17"
-  description       = "shop/allow-monitoring rule 0"
-  tags              = local.tags_shop_api
-}
-
 # pods and their nodes (kubelet probes, host-network pods)
 # nsgsync key: sgr/shop-api/out/-1/all/10.1.0.0/20
 resource "aws_vpc_security_group_egress_rule" "shop_api_all_10_1_0_0_20" {

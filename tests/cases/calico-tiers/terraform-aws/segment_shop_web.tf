@@ -38,18 +38,6 @@ resource "aws_vpc_security_group_egress_rule" "shop_web_all_10_1_0_0_20" {
 }
 
 # shop/web-to-api rule 0
-# nsgsync key: sgr/shop-web/out/tcp/0-65535/10.0.128.0/17
-resource "aws_vpc_security_group_egress_rule" "shop_web_tcp_0_65535_10_0_128_0_17" {
-  security_group_id = aws_security_group.shop_web.id
-  ip_protocol       = "tcp"
-  from_port         = 0
-  to_port           = 65535
-  cidr_ipv4         = "10.0.128.0/17"
-  description       = "shop/web-to-api rule 0"
-  tags              = local.tags_shop_web
-}
-
-# shop/web-to-api rule 0
 # nsgsync key: sgr/shop-web/out/tcp/0-65535/10.0.3.0/24
 resource "aws_vpc_security_group_egress_rule" "shop_web_tcp_0_65535_10_0_3_0_24" {
   security_group_id = aws_security_group.shop_web.id

@@ -44,7 +44,7 @@ resource "azurerm_network_security_rule" "shop_api_in_tcp_9100" {
   protocol                    = "Tcp"
   source_port_range           = "*"
   destination_port_range      = "9100"
-  source_address_prefixes     = ["10.0.1.0/24", "10.0.128.0/17"]
+  source_address_prefix       = "10.0.1.0/24"
   destination_address_prefix  = "10.0.3.0/24"
   description                 = "shop/allow-monitoring rule 0"
 }

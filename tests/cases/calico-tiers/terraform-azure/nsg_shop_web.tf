@@ -87,18 +87,18 @@ resource "azurerm_network_security_rule" "shop_web_out_udp_53" {
 # shop/web-to-api rule 0
 # nsgsync key: sr/nsgsync-calico-tiers-shop-web/nsgsync-shop-web-out-e81556cacf
 resource "azurerm_network_security_rule" "shop_web_out_tcp" {
-  name                         = "nsgsync-shop-web-out-e81556cacf"
-  resource_group_name          = var.resource_group_name
-  network_security_group_name  = azurerm_network_security_group.shop_web.name
-  priority                     = 1656
-  direction                    = "Outbound"
-  access                       = "Allow"
-  protocol                     = "Tcp"
-  source_port_range            = "*"
-  destination_port_range       = "*"
-  source_address_prefix        = "10.0.4.0/24"
-  destination_address_prefixes = ["10.0.3.0/24", "10.0.128.0/17"]
-  description                  = "shop/web-to-api rule 0"
+  name                        = "nsgsync-shop-web-out-e81556cacf"
+  resource_group_name         = var.resource_group_name
+  network_security_group_name = azurerm_network_security_group.shop_web.name
+  priority                    = 1656
+  direction                   = "Outbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "*"
+  source_address_prefix       = "10.0.4.0/24"
+  destination_address_prefix  = "10.0.3.0/24"
+  description                 = "shop/web-to-api rule 0"
 }
 
 # pods and their nodes (kubelet probes, host-network pods)

@@ -53,7 +53,7 @@ resource "google_compute_firewall" "shop_api_ingress_allow_tcp_9100" {
   direction          = "INGRESS"
   priority           = 100
   disabled           = false
-  source_ranges      = ["10.0.1.0/24", "10.0.128.0/17"]
+  source_ranges      = ["10.0.1.0/24"]
   destination_ranges = ["10.0.3.0/24"]
   target_tags        = ["gke-seeds-node"]
 

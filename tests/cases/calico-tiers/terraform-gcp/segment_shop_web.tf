@@ -72,7 +72,7 @@ resource "google_compute_firewall" "shop_web_egress_allow_tcp" {
   priority           = 100
   disabled           = false
   source_ranges      = ["10.0.4.0/24"]
-  destination_ranges = ["10.0.3.0/24", "10.0.128.0/17"]
+  destination_ranges = ["10.0.3.0/24"]
   target_tags        = ["gke-seeds-node"]
 
   allow {
