@@ -888,3 +888,30 @@ def test_the_cluster_source_reads_calico_where_served(tmp_path: Path) -> None:
     # The network set's addresses are among the peers of the partners rule.
     pipeline = Pipeline(calico_stages((), inv.ordered))
     assert _allowed(pipeline, "198.51.100.9", DB, 22) == {Action.ALLOW}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(_expr(POD_ATOMS), _expr(NS_ATOMS).map(lambda t: t.replace("all()", "has(x)"))),
+    st.sampled_from(["pod", "ns"]),
+    st.fixed_dictionaries(
+        {}, optional={"app": st.sampled_from(["web", "db", "api"]), "tier": st.just("front")}
+    ),
+    st.fixed_dictionaries(
+        {}, optional={"team": st.sampled_from(["x", "y"]), "env": st.just("prod")}
+    ),
+    st.sampled_from(NAMESPACES),
+)
+def test_kubernetes_style_predicates_say_what_the_expression_says(
+    text: str, where: str, pod_labels: dict[str, str], ns_labels: dict[str, str], ns: str
+) -> None:
+    from nsgsync.model.calico import CalicoPods, as_pods, namespace_expr
+
+    expr = parse_selector(text)
+    if where == "ns":
+        expr = namespace_expr(expr)
+    exact = as_pods(expr)
+    pod = PodInfo(namespace=ns, name="p", labels=pod_labels, service_account="sa1")
+    labels = {**ns_labels, "kubernetes.io/metadata.name": ns}
+    if exact is not None:
+        assert exact.matches(pod, labels) == CalicoPods(expr).matches(pod, labels), exact
