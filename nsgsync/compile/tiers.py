@@ -187,18 +187,18 @@ class TieredCompiler:
             may, sure = may - not_sure, sure - not_may
         return may, sure
 
-    def ports(self, seg: _Seg, rule: TRule, direction: PolicyType) -> tuple[Ports, Ports]:
+    def ports(self, seg: _Seg, rule: TRule, direction: PolicyType, ref: str) -> tuple[Ports, Ports]:
         if rule.ports is None:
             may = sure = Ports.everything()
         else:
-            may, sure = self._port_ranges(seg, rule.ports, direction)
+            may, sure = self._port_ranges(seg, rule.ports, direction, ref)
         if rule.not_ports:
-            not_may, not_sure = self._port_ranges(seg, rule.not_ports, direction)
+            not_may, not_sure = self._port_ranges(seg, rule.not_ports, direction, ref)
             may, sure = may - not_sure, sure - not_may
         return may, sure
 
     def _port_ranges(
-        self, seg: _Seg, ranges: Sequence[PortRange], direction: PolicyType
+        self, seg: _Seg, ranges: Sequence[PortRange], direction: PolicyType, ref: str
     ) -> tuple[Ports, Ports]:
         may, sure = Ports(), Ports()
         for r in ranges:
@@ -206,6 +206,7 @@ class TieredCompiler:
             if r.name is not None:
                 # A named port is looked up on the destination: on ingress the segment's
                 # own known pods; on egress any pod, so every port of the protocol.
+                widened = []
                 for proto in protocols:
                     numbers = (
                         self.base.resolve_named(seg, r.name, Protocol(proto), None)
@@ -213,6 +214,17 @@ class TieredCompiler:
                         else None
                     )
                     may |= Ports.of((proto,), numbers)
+                    if numbers is None:
+                        widened.append(proto)
+                if widened:
+                    where = (
+                        f"segment {seg.name}"
+                        if direction is PolicyType.INGRESS
+                        else "the rule's peers"
+                    )
+                    said = widened[0] if len(widened) == 1 else "TCP, UDP or SCTP"
+                    key = (Code.NAMED_PORT_WIDENED, ref, f"{r.name}/{said}")
+                    self.base._gathered[key].add(where)
                 continue
             if r.first is None:
                 span = Ports.everything() if r.protocol is None else Ports.of(protocols)
@@ -223,7 +235,7 @@ class TieredCompiler:
         return may, sure
 
     def regions(
-        self, seg: _Seg, cover: Cover, rule: TRule, direction: PolicyType
+        self, seg: _Seg, cover: Cover, rule: TRule, direction: PolicyType, ref: str
     ) -> tuple[Space, Space]:
         """MAY and SURE regions of a rule for segment S, its policy covering `cover` of S."""
         if rule.local is not None:
@@ -231,7 +243,7 @@ class TieredCompiler:
         if cover is Cover.NONE:
             return _NOTHING, _NOTHING
         addr_may, addr_sure = self.addresses(rule)
-        ports_may, ports_sure = self.ports(seg, rule, direction)
+        ports_may, ports_sure = self.ports(seg, rule, direction, ref)
         may = Space.of(addr_may, ports_may)
         if cover is not Cover.ALL or rule.unmodeled:
             return may, _NOTHING
@@ -265,7 +277,7 @@ class TieredCompiler:
                     for rule in policy.rules:
                         if rule.direction is not direction:
                             continue
-                        may, sure = self.regions(seg, cover, rule, direction)
+                        may, sure = self.regions(seg, cover, rule, direction, policy.ref)
                         hit = local & may
                         if rule.action is Action.ALLOW and hit:
                             allowed += self._grants(hit, policy.ref, rule.index)
