@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from nsgsync.errors import ProviderError, TopologyError, did_you_mean, excerpt
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
+from nsgsync.net import AddressSet
 from nsgsync.plan import Change, Ident, Resource
 
 GROUP = "nsgsync.providers"
@@ -64,6 +65,67 @@ class Budget:
     segment: str | None = None
     direction: str | None = None
     hint: str = ""
+    family: int | None = None  # 4 or 6 where the cloud counts the families apart (AWS)
+
+
+Spans = tuple[tuple[int, int], ...]
+# Every port of a protocol, and the protocols a firewall tells apart by name; "other" is
+# every protocol without ports (ICMP, ESP, ...).
+ALL_PORTS: Spans = ((0, 65535),)
+PROTOCOLS = ("tcp", "udp", "sctp", "other")
+
+
+def any_protocol(spans: Spans | None = None) -> tuple[tuple[str, Spans], ...]:
+    """Every protocol: on `spans` where a protocol has ports, and the portless ones too
+    (over-reaching is the safe side of a footprint, see Footprint)."""
+    return tuple((p, spans or ALL_PORTS) for p in PROTOCOLS)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What an allow rule lets through, for the engine's pairing check: connections on the
+    addresses `own` (None: every address the rule's container guards) to or from `peers`,
+    on `ports` (protocol, port spans), where `scope` evaluates rules together (a group's
+    side, an NSG's direction, a network's direction).
+
+    The engine only asks whether two footprints overlap, so a footprint that says more
+    than the rule lets through (a wider peer, every port) is safe, one that says less is
+    not; `exact` says that it is neither (only an exact footprint may `cover` another).
+    `pairable`: whether the adapter can write this rule in another one's place.
+    """
+
+    scope: tuple[str, ...]
+    peers: AddressSet
+    ports: tuple[tuple[str, Spans], ...]
+    own: AddressSet | None = None
+    pairable: bool = True
+    exact: bool = True
+
+    def overlaps(self, other: Footprint) -> bool:
+        if self.scope != other.scope or not self.peers.overlaps(other.peers):
+            return False
+        if self.own is not None and other.own is not None and not self.own.overlaps(other.own):
+            return False
+        return any(
+            p == q and any(lo <= h2 and lo2 <= hi for lo, hi in a for lo2, h2 in b)
+            for p, a in self.ports
+            for q, b in other.ports
+        )
+
+    def covers(self, other: Footprint) -> bool:
+        """Whether this surely lets through all `other` may."""
+        if not self.exact or self.scope != other.scope or not other.peers.issubset(self.peers):
+            return False
+        if self.own is not None and (other.own is None or not other.own.issubset(self.own)):
+            return False
+        mine: dict[str, list[tuple[int, int]]] = {}
+        for p, spans in self.ports:
+            mine.setdefault(p, []).extend(spans)
+        return all(
+            any(lo <= a and b <= hi for lo, hi in mine.get(p, ()))
+            for p, spans in other.ports
+            for a, b in spans
+        )
 
 
 @dataclass(frozen=True)
@@ -107,7 +169,10 @@ class Adapter(Protocol):
 
     @property
     def pairs(self) -> bool:
-        """Whether NARROW can replace a rule by another in one call (count-neutral)."""
+        """Whether NARROW can replace a rule by another in one call (count-neutral): given
+        a CHANGE whose old and new resources differ in identity, `write` rewrites the old
+        rule in place with the new one's content, and `desired` names a rule after an
+        existing one of the same content, so that the next plan finds nothing to do."""
         ...
 
     @property
@@ -138,6 +203,11 @@ class Adapter(Protocol):
         ...
 
     def denies(self, resource: Resource) -> bool: ...
+
+    def footprint(self, resource: Resource) -> Footprint | None:
+        """What an allow rule lets through (None for a deny, or where unknown: such a rule
+        is never paired, and a change of it blocks every pair that could overlap it)."""
+        ...
 
     def widens(self, old: Resource, new: Resource) -> bool:
         """Whether `new` lets through at least what `old` did (same identity)."""
@@ -274,10 +344,12 @@ __all__ = [
     "Attaching",
     "Budget",
     "Created",
+    "Footprint",
     "Phase",
     "Progress",
     "Provider",
     "Snapshot",
+    "any_protocol",
     "configure",
     "installed",
     "load_provider",

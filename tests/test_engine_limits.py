@@ -1,10 +1,11 @@
 """Quotas at the transient peak of an apply: adds come before removes, so a group near its
 limit needs room for both; the engine pairs a removal with an addition as one in-place
-change where the cloud has one (AWS), and otherwise fails the plan before any write."""
+change (AWS ModifySecurityGroupRules, an Azure rule PUT on the old name, a GCP firewall PUT
+on the old name), only where no moment then blocks what is allowed both before and after,
+and otherwise fails the plan before any write."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -12,23 +13,33 @@ import pytest
 
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.errors import LimitError
-from nsgsync.intent import DirectionIntent, Intent, IntentProtocol, Rule, SegmentIntent
+from nsgsync.intent import DirectionIntent, Intent, IntentProtocol, Rule, SegmentIntent, Source
 from nsgsync.model import Topology
-from nsgsync.provider import configure
+from nsgsync.plan import Op
+from nsgsync.provider import Snapshot, configure
 from tests.aws.conftest import REGION, Ec2
 from tests.aws.conftest import ec2 as ec2
 from tests.aws.conftest import moto_endpoint as moto_endpoint
 from tests.aws.evaluate import Groups
-from tests.fakes.gcp_compute import FakeCompute, make_client
-from tests.gcp.conftest import FAST_RETRY, with_gcp
 from tests.test_engine_safety import topology
 
 
 def ports_intent(ports: list[int], *, peer: str = "10.0.2.0/24") -> Intent:
     """Segment a allows TCP `ports` from `peer`, one rule each; the rest is open."""
+    return spans_intent([((p, p), peer) for p in ports])
+
+
+def spans_intent(specs: list[tuple[tuple[int, int], str]]) -> Intent:
+    """Segment a allows TCP on each (span, peer) of `specs`, a rule each; the rest is open."""
     rules = tuple(
-        Rule(peers=(peer,), protocol=IntentProtocol.TCP, ports=((p, p),), policies=(f"ns/p{p}",))
-        for p in ports
+        Rule(
+            peers=(peer,),
+            protocol=IntentProtocol.TCP,
+            ports=(span,),
+            policies=(f"ns/p{span[0]}",),
+            sources=(Source(policy=f"ns/p{span[0]}", rule=0, peer=i),),
+        )
+        for i, (span, peer) in enumerate(specs)
     )
     isolated = DirectionIntent(isolated=True, rules=rules)
     open_ = DirectionIntent(isolated=False)
@@ -89,31 +100,129 @@ def test_a_group_over_its_limit_at_the_end_fails_before_any_write(ec2: Ec2) -> N
     assert ec2.writes() == 0
 
 
-@pytest.fixture
-def compute() -> Iterator[FakeCompute]:
-    with FakeCompute() as fake:
-        yield fake
+# --- what every moment of an apply allows, read from the cloud after each call ---
+
+Probe = tuple[str, str, str, int]
+A, B = "10.0.1.5", "10.0.2.5"  # a pod of segment a, one of b (the peer)
 
 
-def test_where_no_in_place_change_fits_the_plan_names_segment_side_and_policies(
-    compute: FakeCompute,
-) -> None:
-    # 8 rules: a has 2 allows and a deny in, 1 out; b and c 1 a side. The quota is 9.
-    top = with_gcp(topology(), maxRules=9)
+def probes(ports: range | list[int], *, src: str = B) -> list[Probe]:
+    return [(src, A, "TCP", p) for p in ports]
+
+
+class AwsWatch:
+    """After every EC2 call of the engine's client: the rules of a's ingress side, and
+    which probes the groups allow (the tests' own evaluator, reading the cloud)."""
+
+    def __init__(self, ec2: Ec2, top: Topology, checks: list[Probe]) -> None:
+        self.watcher = boto3.client("ec2", region_name=REGION, endpoint_url=ec2.endpoint)
+        self.ec2, self.top, self.checks = ec2, top, checks
+        self.moments: list[tuple[int, set[Probe]]] = []
+
+    def now(self) -> tuple[int, set[Probe]]:
+        groups = Groups.read(self.watcher, self.ec2.vpc_id, self.top)
+        count = sum(1 for r in groups.by_segment.get("a", []) if not r["IsEgress"])
+        return count, {p for p in self.checks if groups.allows(*p)}
+
+    def __call__(self, **_: Any) -> None:
+        self.moments.append(self.now())
+
+    def apply(self, adapter: Any, intent: Intent, session: Any) -> tuple[set[Probe], set[Probe]]:
+        """Apply `intent`; what was allowed before and after it."""
+        before = self.now()[1]
+        planned = make_plan(adapter, intent, session=session)
+        self.ec2.client.meta.events.register("after-call.ec2.*", self)
+        try:
+            apply_plan(adapter, planned, session, progress=lambda _: None)
+        finally:
+            self.ec2.client.meta.events.unregister("after-call.ec2.*", self)
+        return before, self.now()[1]
+
+
+def apply(adapter: Any, intent: Intent, session: Any) -> None:
+    apply_plan(adapter, make_plan(adapter, intent, session=session), session, progress=lambda _: None)
+
+
+def test_a_group_at_60_rules_replacing_57_of_them_stays_within_60_and_open(ec2: Ec2) -> None:
+    # AWS's default quota, 60 rules a side; moto refuses a 61st.
+    top = aws_topology(ec2, 60)
     adapter = configure(top)
-    session = adapter.session(firewalls_client=make_client(compute), retry=FAST_RETRY)
-    apply_plan(
-        adapter,
-        make_plan(adapter, ports_intent([1, 2]), session=session),
-        session,
-        progress=lambda _: None,
-    )
-    before = len(compute.firewalls("nsgsync-test"))
-    # Other ports: two new allow rules (their names hash the ports) before the two old go.
+    session = adapter.session(ec2=ec2.client)
+    apply(adapter, ports_intent(list(range(1, 61))), session)
+    kept = [1, 2, 3]
+    after = kept + list(range(1001, 1058))
+    watch = AwsWatch(ec2, top, probes([*range(1, 61), *range(1001, 1058)]))
+    ec2.calls.clear()
+    before, end = watch.apply(adapter, ports_intent(after), session)
+
+    assert max(n for n, _ in watch.moments) <= 60
+    for i, (_, allowed) in enumerate(watch.moments):
+        assert before & end <= allowed, f"call {i + 1} blocked {sorted(before & end - allowed)}"
+    assert end == set(probes(after))
+    assert ec2.calls["ModifySecurityGroupRules"] == 57  # each pair in a call of its own
+    assert make_plan(adapter, ports_intent(after), session=session).plan.empty
+
+
+def test_pairs_run_in_an_order_where_no_moment_blocks_what_stays_allowed(ec2: Ec2) -> None:
+    """Pairing the first removal with the first addition (by key) would rewrite port 443
+    into 1-80 before 443-444 exists: 443 would be closed for a moment."""
+    top = aws_topology(ec2, 2)
+    adapter = configure(top)
+    session = adapter.session(ec2=ec2.client)
+    peer = "10.0.2.0/24"
+    apply(adapter, spans_intent([((443, 443), peer), ((80, 80), peer)]), session)
+    watch = AwsWatch(ec2, top, probes([1, 79, 80, 443, 444]))
+    ec2.calls.clear()
+    after = spans_intent([((1, 80), peer), ((443, 444), peer)])
+    before, end = watch.apply(adapter, after, session)
+
+    assert (B, A, "TCP", 443) in before & end
+    assert ec2.calls["ModifySecurityGroupRules"] == 2
+    for i, (count, allowed) in enumerate(watch.moments):
+        assert count <= 2
+        assert before & end <= allowed, f"call {i + 1} blocked {sorted(before & end - allowed)}"
+    assert make_plan(adapter, after, session=session).plan.empty
+
+
+def test_where_every_pair_would_block_a_moment_the_plan_fails_naming_counts_and_rules(
+    ec2: Ec2,
+) -> None:
+    # Ports 80 and 81 from all of b, then 80-81 from each half of b: whichever pair runs
+    # first closes its old port to the half that the other new rule is still to open.
+    top = aws_topology(ec2, 2)
+    adapter = configure(top)
+    session = adapter.session(ec2=ec2.client)
+    apply(adapter, spans_intent([((80, 80), "10.0.2.0/24"), ((81, 81), "10.0.2.0/24")]), session)
+    ec2.calls.clear()
+    halves = spans_intent([((80, 81), "10.0.2.0/25"), ((80, 81), "10.0.2.128/25")])
     with pytest.raises(LimitError) as info:
-        make_plan(adapter, ports_intent([5, 6]), session=session)
+        make_plan(adapter, halves, session=session)
     text = str(info.value)
-    assert f"would hold {before + 2} rules at the peak of the apply" in text
-    assert "over the limit of 9" in text and "nothing was applied" in text
-    assert "ns/p5" in text
-    assert len(compute.firewalls("nsgsync-test")) == before
+    assert text.startswith("segment a, ingress, IPv4: ")
+    assert "2 held now, 2 at the end, 4 at the peak" in text
+    # The last pair could run (nothing comes after it), the first could not.
+    assert "only 1 of the 2 removal/addition pairs" in text
+    assert "ns/p80 (2)" in text and "ns/p80 rule 0 peer 1" in text
+    assert "nothing was applied" in text
+    assert ec2.writes() == 0
+
+
+def test_ipv6_rules_count_against_the_quota_apart_from_ipv4(ec2: Ec2) -> None:
+    top = aws_topology(ec2, 2)
+    adapter = configure(top)
+    # Two IPv4 and two IPv6 rules in one side: each family holds 2, the limit is 2.
+    intent = spans_intent(
+        [
+            ((80, 80), "10.0.2.0/24"),
+            ((81, 81), "10.0.2.0/24"),
+            ((80, 80), "2001:db8::/64"),
+            ((81, 81), "2001:db8::/64"),
+        ]
+    )
+    desired, _ = adapter.desired(intent, Snapshot(offline=True))
+    assert sum(1 for r in desired if r.direction == "ingress" and r.segment == "a") == 4
+    assert make_plan(adapter, intent).plan.count(Op.ADD) > 0  # offline: no quota refused
+    three = spans_intent([((p, p), "2001:db8::/64") for p in (80, 81, 82)])
+    with pytest.raises(LimitError) as info:
+        make_plan(adapter, three)
+    assert "segment a needs 3 ingress rules in its security group (IPv6)" in str(info.value)

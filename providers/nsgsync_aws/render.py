@@ -32,6 +32,18 @@ _WITH_PORTS = {"tcp", "udp"}
 _DESCRIPTION_OK = re.compile(r"[^a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]")
 
 
+LIMIT_HINT = (
+    "let a peer that is a whole segment be one rule (aws.peerMode: auto or security-group), "
+    "give the segments fewer, larger CIDRs, set aws.onLimit: widen, or raise the quota and "
+    "aws.maxRulesPerGroup"
+)
+
+
+def family(body: Mapping[str, Any]) -> int:
+    """The address family a rule counts against (a referenced group counts as IPv4)."""
+    return 6 if "CidrIpv6" in body else 4
+
+
 def group_name(cluster: str, segment: str) -> str:
     return f"nsgsync-{cluster}-{segment}"
 
@@ -197,10 +209,15 @@ def _direction_rules(
                 )
                 out.append(
                     rule_resource(
-                        body, segment, peer_segment=peer_segment, sources=tuple(rule.policies)
+                        body, segment, peer_segment=peer_segment, sources=provenance(rule)
                     )
                 )
     return _dedupe(out)
+
+
+def provenance(rule: Rule) -> tuple[str, ...]:
+    """Where a rule came from, for messages: `ns/p rule 0 peer 1` where the Intent says."""
+    return tuple(s.describe() for s in rule.sources if s.policy) or tuple(rule.policies)
 
 
 def _dedupe(resources: Sequence[Resource]) -> list[Resource]:
@@ -248,18 +265,36 @@ def render(
 
 
 def check_limits(desired: Sequence[Resource], config: AwsConfig) -> None:
-    counts = Counter(
-        (r.segment, "egress" if r.body["IsEgress"] else "ingress")
-        for r in desired
-        if r.type == RULE
-    )
-    over = sorted((seg, d, n) for (seg, d), n in counts.items() if n > config.max_rules_per_group)
+    """Each group's side and family at the end of the apply (the engine checks the peak)."""
+    by: dict[tuple[str, str, int], list[Resource]] = {}
+    for r in desired:
+        if r.type == RULE and r.segment is not None:
+            side = "egress" if r.body["IsEgress"] else "ingress"
+            by.setdefault((r.segment, side, family(r.body)), []).append(r)
+    over = sorted((k, rs) for k, rs in by.items() if len(rs) > config.max_rules_per_group)
     if over:
-        seg, direction, n = over[0]
+        (seg, direction, fam), rules = over[0]
         others = f" (and {len(over) - 1} more)" if len(over) > 1 else ""
         raise LimitError(
-            f"segment {seg} needs {n} {direction} rules in its security group, over the limit "
-            f"of {config.max_rules_per_group} (aws.maxRulesPerGroup){others}; nothing was applied",
-            hint="set aws.peerMode: security-group (a peer segment is one rule), give the "
-            "segments fewer, larger CIDRs, or raise the quota and aws.maxRulesPerGroup",
+            f"segment {seg} needs {len(rules)} {direction} rules in its security group "
+            f"(IPv{fam}), over the limit of {config.max_rules_per_group} (aws.maxRulesPerGroup)"
+            f"{others}; the policies and rules adding most: {contributors(rules)}; nothing "
+            "was applied",
+            hint=LIMIT_HINT,
         )
+
+
+def contributors(rules: Sequence[Resource], top: int = 3) -> str:
+    """`ns/p (12: ns/p rule 0 peer 2, ...)`: the policies with most rules, and their rules."""
+    counts: Counter[str] = Counter()
+    by_policy: dict[str, Counter[str]] = {}
+    for r in rules:
+        for source in dict.fromkeys(r.sources):
+            policy = source.split(" rule ", 1)[0]
+            counts[policy] += 1
+            by_policy.setdefault(policy, Counter())[source] += 1
+    parts = []
+    for policy, n in counts.most_common(top):
+        detail = [s for s, _ in by_policy[policy].most_common(2) if s != policy]
+        parts.append(f"{policy} ({n}{': ' + ', '.join(detail) if detail else ''})")
+    return ", ".join(parts) or "none recorded"
