@@ -205,13 +205,14 @@ def _pairs(
     is safe where its old rule overlaps none of those. The order is built from the last
     pair backwards, each time taking a removal that overlaps nothing that comes after it.
     """
-    prints: dict[str, Footprint | None] = {}
+    prints: dict[int, Footprint | None] = {}
+    keep: list[Resource] = []  # alive while their ids key `prints`
 
     def fp(c: Change, r: Resource) -> Footprint | None:
-        key = f"{c.key}|{r.canonical()}"
-        if key not in prints:
-            prints[key] = adapter.footprint(r)
-        return prints[key]
+        if id(r) not in prints:
+            keep.append(r)
+            prints[id(r)] = adapter.footprint(r)
+        return prints[id(r)]
 
     # What arrives after every pair: the new content of the other in-place changes (none
     # of it known, where a footprint is unknown: then nothing may be paired at all).
@@ -278,7 +279,7 @@ def _pick(
     fp: Callable[[Change], Footprint],
 ) -> tuple[Change, Change] | None:
     """The pair to run before those already chosen: a removal nothing later overlaps, with
-    the addition (of the first few) that overlaps the fewest removals still open; else a
+    an addition (of the first few) that covers it or overlaps no removal still open; else a
     removal with an addition that covers it."""
     free = next((o for o in olds if o.key not in blocked), None)
     if free is not None:
@@ -286,8 +287,11 @@ def _pick(
         covering = [n for n in news[:_LOOK] if fp(n).covers(mine)]
         if covering:
             return free, covering[0]
+        # An addition that stands in the way of no removal still open, if one of the
+        # first few is such; else the first.
         rest = [fp(o) for t in every for o in every[t] if o is not free]
-        return free, min(news[:_LOOK], key=lambda n: _blocks(fp(n), rest))
+        clear = (n for n in news[:_LOOK] if not any(fp(n).overlaps(f) for f in rest))
+        return free, next(clear, news[0])
     for o in olds:
         mine = fp(o)
         new = next((n for n in news if fp(n).covers(mine)), None)
@@ -297,10 +301,6 @@ def _pick(
 
 
 _LOOK = 8  # additions weighed per pair: enough to steer, few enough to stay fast
-
-
-def _blocks(f: Footprint, others: Sequence[Footprint]) -> int:
-    return sum(1 for o in others if o.overlaps(f))
 
 
 def _pairable(f: Footprint | None) -> bool:

@@ -6,10 +6,16 @@ and otherwise fails the plan before any write."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.mgmt.network import NetworkManagementClient
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
 
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.errors import LimitError
@@ -21,7 +27,15 @@ from tests.aws.conftest import REGION, Ec2
 from tests.aws.conftest import ec2 as ec2
 from tests.aws.conftest import moto_endpoint as moto_endpoint
 from tests.aws.evaluate import Groups
-from tests.test_engine_safety import topology
+from tests.azure.conftest import RG, SUB, VNET, VNET_CIDRS
+from tests.azure.conftest import Arm as AzureArm
+from tests.azure.evaluate import Nsgs
+from tests.fakes.azure_arm import FAKE_ARM_URL, ArmTransport, FakeArm, FakeCredential
+from tests.fakes.azure_arm import make_client as make_arm_client
+from tests.fakes.gcp_compute import FakeCompute, make_client, make_operations_client
+from tests.gcp.conftest import FAST_RETRY, NETWORK, NODE_TAG, PROJECT, with_gcp
+from tests.gcp.evaluate import Firewalls
+from tests.test_engine_safety import recording_proxy, topology
 
 
 def ports_intent(ports: list[int], *, peer: str = "10.0.2.0/24") -> Intent:
@@ -140,7 +154,9 @@ class AwsWatch:
 
 
 def apply(adapter: Any, intent: Intent, session: Any) -> None:
-    apply_plan(adapter, make_plan(adapter, intent, session=session), session, progress=lambda _: None)
+    apply_plan(
+        adapter, make_plan(adapter, intent, session=session), session, progress=lambda _: None
+    )
 
 
 def test_a_group_at_60_rules_replacing_57_of_them_stays_within_60_and_open(ec2: Ec2) -> None:
@@ -226,3 +242,119 @@ def test_ipv6_rules_count_against_the_quota_apart_from_ipv4(ec2: Ec2) -> None:
     with pytest.raises(LimitError) as info:
         make_plan(adapter, three)
     assert "segment a needs 3 ingress rules in its security group (IPv6)" in str(info.value)
+
+
+def test_gcp_at_its_firewall_quota_replacing_most_rules_stays_within_it_and_open() -> None:
+    # The project takes 60 firewall rules (the stand-in refuses a 61st) and gcp.maxRules
+    # says so. a: 54 allow rules (a port each) and a deny in, one allow out; b and c: an
+    # allow each way. 50 ports change: rewritten in place, under the old rules' names.
+    top = with_gcp(topology(), maxRules=60)
+    with (
+        FakeCompute(firewall_quota=60) as fake,
+        recording_proxy(fake.endpoint, lambda m, _: m in ("POST", "PUT", "PATCH", "DELETE")) as (
+            state,
+            url,
+        ),
+    ):
+        recorded = compute_v1.FirewallsClient(
+            client_options=ClientOptions(api_endpoint=url),
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            transport="rest",
+        )
+        services: dict[str, Any] = recorded._transport._extended_operations_services
+        services["global_operations"] = make_operations_client(fake)
+        plain = make_client(fake)
+        adapter = configure(top)
+        session = adapter.session(firewalls_client=recorded, retry=FAST_RETRY)
+        first = list(range(1, 55))
+        apply(adapter, ports_intent(first), session)
+        assert len(fake.firewalls(PROJECT)) == 60
+
+        after = first[:4] + list(range(1001, 1051))
+        checks = probes([*first, *after])
+
+        def allowed() -> set[Probe]:
+            fws = Firewalls.read(plain, PROJECT, NETWORK, top, {NODE_TAG})
+            return {p for p in checks if fws.allows(*p)}
+
+        moments: list[tuple[int, set[Probe]]] = []
+        before = allowed()
+        planned = make_plan(adapter, ports_intent(after), session=session)
+        fake.clear_calls()
+        state.after = lambda: moments.append((len(fake.firewalls(PROJECT)), allowed()))
+        try:
+            apply_plan(adapter, planned, session, progress=lambda _: None)
+        finally:
+            state.after = lambda: None
+        end = allowed()
+
+        assert end == set(probes(after))
+        assert len(moments) == 50 and all(n <= 60 for n, _ in moments)
+        assert all(method == "PUT" for method, _ in fake.writes())
+        for i, (_, now) in enumerate(moments):
+            assert before & end <= now, f"write {i + 1} blocked {sorted(before & end - now)}"
+        assert make_plan(adapter, ports_intent(after), session=session).plan.empty
+
+
+def test_azure_nsg_at_1000_rules_replacing_most_stays_within_it_and_open() -> None:
+    # NSG a holds Azure's 1000 rules: two -unsegmented, a's two -default, 996 allows (a
+    # port each). Each changed port is rewritten in place under an old rule's name and
+    # priority (the stand-in refuses a 1001st rule, and two rules on one priority).
+    fake = FakeArm()
+    writes: list[int] = []
+
+    class State:
+        after: Callable[[int], None] = writes.append
+
+    state = State()
+
+    class Recording(ArmTransport):
+        def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            reply = super().send(request, **kwargs)
+            if request.method in ("PUT", "PATCH", "DELETE", "POST"):
+                nsg = fake.get_nsg(SUB, RG, "nsgsync-safe-a") or {}
+                state.after(len((nsg.get("properties") or {}).get("securityRules") or []))
+            return reply
+
+    recorded = NetworkManagementClient(
+        FakeCredential(),
+        SUB,
+        base_url=FAKE_ARM_URL,
+        transport=Recording(fake),
+        retry_total=0,
+        polling_interval=0,
+    )
+    plain = make_arm_client(fake, SUB)
+    top = AzureArm(fake, plain).with_azure(topology())
+    adapter = configure(top)
+    session = adapter.session(network_client=recorded)
+    first = list(range(1, 997))
+    apply(adapter, ports_intent(first), session)
+    assert len(list(plain.security_rules.list(RG, "nsgsync-safe-a"))) == 1000
+    # 700 ports change; the probes sample ports kept, gone and new (reading 1000 rules
+    # after each of 700 writes would take minutes: the count is checked at every write).
+    after = first[:296] + list(range(2001, 2701))
+    kept, gone, new = [1, 150, 296], [297, 600, 996], [2001, 2350, 2700]
+    checks = probes([*kept, *gone, *new])
+
+    def allowed() -> set[Probe]:
+        nsgs = Nsgs.read(plain, RG, VNET, VNET_CIDRS)
+        return {p for p in checks if nsgs.allows(*p)}
+
+    assert allowed() == set(probes([*kept, *gone]))
+    planned = make_plan(adapter, ports_intent(after), session=session)
+    writes.clear()
+    seen: list[set[Probe]] = []
+
+    def every_50th(count: int) -> None:
+        writes.append(count)
+        if len(writes) % 50 == 1:
+            seen.append(allowed())
+
+    state.after = every_50th
+    apply_plan(adapter, planned, session, progress=lambda _: None)
+    state.after = writes.append
+    assert allowed() == set(probes([*kept, *new]))
+    assert len(writes) == 700 and max(writes) == 1000
+    assert len(seen) == 14 and all(set(probes(kept)) <= now for now in seen)
+    assert make_plan(adapter, ports_intent(after), session=session).plan.empty
