@@ -26,9 +26,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from nsgsync.errors import ProviderError, TopologyError, did_you_mean, excerpt
-from nsgsync.intent import Finding, Intent
+from nsgsync.intent import Finding, Intent, IntentProtocol, Rule
 from nsgsync.model import Topology
-from nsgsync.net import AddressSet
+from nsgsync.net import AddressSet, PortSet
 from nsgsync.plan import Change, Ident, Resource
 
 GROUP = "nsgsync.providers"
@@ -127,6 +127,39 @@ class Footprint:
             for p, spans in other.ports
             for a, b in spans
         )
+
+
+def lets_through(wide: Rule, narrow: Rule) -> bool:
+    """Whether `wide` allows every protocol and port `narrow` does (addresses aside)."""
+    if wide.protocol is not IntentProtocol.ANY and wide.protocol is not narrow.protocol:
+        return False
+    if wide.ports is None:
+        return True
+    if narrow.ports is None:
+        return False
+    return PortSet.of(narrow.ports).issubset(PortSet.of(wide.ports))
+
+
+def dont_care_peers(
+    rules: Sequence[Rule], peers: Sequence[AddressSet], *, exact: Sequence[bool] | None = None
+) -> list[AddressSet]:
+    """Each rule's `peers` as the fewest prefixes, where addresses that another rule of the
+    same side already allows on the same or more protocols and ports (the node rule, for
+    one) count as don't-care: `0.0.0.0/0` less the node CIDRs is `0.0.0.0/0` again.
+
+    Sound: each rule keeps all its own peers, and what it gains another rule allows
+    already, on at least its ports. `exact[i]` False: rule i is written wider than the
+    Intent says (all ports of SCTP on AWS): it gains nothing, as no rule is known to
+    cover what it writes.
+    """
+    out = []
+    for i, (rule, mine) in enumerate(zip(rules, peers, strict=True)):
+        if exact is not None and not exact[i]:
+            out.append(mine)
+            continue
+        others = [peers[j] for j, other in enumerate(rules) if j != i and lets_through(other, rule)]
+        out.append(mine.cover(AddressSet.union_all(others)) if others else mine)
+    return out
 
 
 @dataclass(frozen=True)
@@ -352,7 +385,9 @@ __all__ = [
     "Snapshot",
     "any_protocol",
     "configure",
+    "dont_care_peers",
     "installed",
+    "lets_through",
     "load_provider",
     "settings",
 ]

@@ -134,6 +134,15 @@ class AddressSet:
     def issubset(self, other: AddressSet) -> bool:
         return not (self - other)
 
+    def cover(self, dont_care: AddressSet) -> AddressSet:
+        """The fewest prefixes that hold all of this and nothing outside it or `dont_care`
+        (addresses whose fate does not matter): each largest prefix of the union that
+        meets this set. Never more prefixes than this set alone takes."""
+        if not dont_care or not self:
+            return self
+        union = self | dont_care
+        return AddressSet.from_cidrs(c for c in union.cidrs() if AddressSet.of(c).overlaps(self))
+
     def families(self) -> set[int]:
         return {f for f, iv in ((4, self.v4), (6, self.v6)) if iv}
 

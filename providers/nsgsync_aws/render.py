@@ -15,6 +15,7 @@ from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rul
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
 from nsgsync.plan import Ident, Resource, Role
+from nsgsync.provider import dont_care_peers
 from nsgsync_aws.config import AwsConfig
 
 CLUSTER_TAG = "nsgsync.io/cluster"
@@ -136,20 +137,26 @@ def rule_body(
     }
 
 
-def _peer_parts(
-    rule: Rule, config: AwsConfig, segments: dict[str, AddressSet], cluster: str
-) -> list[tuple[dict[str, Any], str | None]]:
-    """The peer as EC2 peers: whole segments by group (in security-group mode), then CIDRs."""
-    rest = rule.peer_set
-    out: list[tuple[dict[str, Any], str | None]] = []
-    if config.peer_mode == "security-group":
-        for name, addresses in sorted(segments.items()):
-            if addresses and addresses.issubset(rest):
-                out.append(({"ReferencedGroupInfo": {"GroupId": group_ref(cluster, name)}}, name))
-                rest = rest - addresses
-    for cidr in rest.cidrs():
-        out.append(({"CidrIpv6": cidr} if ":" in cidr else {"CidrIpv4": cidr}, None))
-    return out
+def _split(
+    peers: AddressSet, config: AwsConfig, segments: dict[str, AddressSet]
+) -> tuple[list[str], AddressSet]:
+    """The segments the peer names by group, and the addresses left for CIDR rules.
+
+    security-group: every segment that is wholly a peer. auto: such a segment where its
+    group is one rule in place of more CIDRs (a segment of one CIDR inside a larger block
+    stays in the block)."""
+    refs: list[str] = []
+    rest = peers
+    if config.peer_mode == "cidr":
+        return refs, rest
+    for name, addresses in sorted(segments.items()):
+        if not addresses or not addresses.issubset(rest):
+            continue
+        if config.peer_mode == "auto" and len((rest - addresses).cidrs()) + 1 >= len(rest.cidrs()):
+            continue
+        refs.append(name)
+        rest = rest - addresses
+    return refs, rest
 
 
 def _direction_rules(
@@ -181,7 +188,12 @@ def _direction_rules(
             )
             out.append(rule_resource(body, segment))
         return out
-    for rule in side.rules:
+    splits = [_split(rule.peer_set, config, segments) for rule in side.rules]
+    # Addresses other rules of this side allow on the same ports are don't-care: node
+    # CIDRs cut out of 0.0.0.0/0 (the node rule allows them) need not be cut out again.
+    exact = [not (r.protocol is IntentProtocol.SCTP and r.ports is not None) for r in side.rules]
+    rests = dont_care_peers(side.rules, [rest for _, rest in splits], exact=exact)
+    for rule, (refs, _), rest in zip(side.rules, splits, rests, strict=True):
         protocol = _PROTOCOL[rule.protocol]
         spans: list[tuple[int, int] | None] = list(rule.ports) if rule.ports is not None else [None]
         if protocol == "132" and rule.ports is not None:
@@ -196,7 +208,14 @@ def _direction_rules(
                     "port where the policies name some",
                 )
             )
-        for peer, peer_segment in _peer_parts(rule, config, segments, cluster):
+        parts: list[tuple[dict[str, Any], str | None]] = [
+            ({"ReferencedGroupInfo": {"GroupId": group_ref(cluster, name)}}, name) for name in refs
+        ]
+        parts += [
+            ({"CidrIpv6": cidr} if ":" in cidr else {"CidrIpv4": cidr}, None)
+            for cidr in rest.cidrs()
+        ]
+        for peer, peer_segment in parts:
             for span in spans:
                 body = rule_body(
                     egress=egress,
