@@ -20,6 +20,10 @@ class AwsConfig(BaseModel):
     # group where that is one rule in place of several CIDRs, else by CIDRs.
     peer_mode: Literal["auto", "cidr", "security-group"] = Field(default="auto", alias="peerMode")
     max_rules_per_group: int = Field(default=60, alias="maxRulesPerGroup", ge=1, le=1000)
+    # fail: a side over maxRulesPerGroup fails the plan; widen: merge the rules that let
+    # through least beyond themselves (wider addresses or ports) until it fits, each a
+    # finding (aws-widened-to-fit).
+    on_limit: Literal["fail", "widen"] = Field(default="fail", alias="onLimit")
 
 
 class AwsSegmentConfig(BaseModel):

@@ -5,13 +5,14 @@ One group per segment; one rule per (peer, protocol, port range). Pure: no AWS c
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nsgsync.errors import LimitError
-from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
+from nsgsync.intent import Code, DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
 from nsgsync.plan import Ident, Resource, Role
@@ -231,7 +232,10 @@ def _direction_rules(
                         body, segment, peer_segment=peer_segment, sources=provenance(rule)
                     )
                 )
-    return _dedupe(out)
+    rules = _dedupe(out)
+    if config.on_limit == "widen":
+        rules = widen_to_fit(rules, config.max_rules_per_group, findings)
+    return rules
 
 
 def provenance(rule: Rule) -> tuple[str, ...]:
@@ -317,3 +321,107 @@ def contributors(rules: Sequence[Resource], top: int = 3) -> str:
         detail = [s for s, _ in by_policy[policy].most_common(2) if s != policy]
         parts.append(f"{policy} ({n}{': ' + ', '.join(detail) if detail else ''})")
     return ", ".join(parts) or "none recorded"
+
+
+# --- aws.onLimit: widen ---------------------------------------------------------------
+
+
+def _size(cidr: str) -> int:
+    net = ipaddress.ip_network(cidr)
+    return int(net.num_addresses)
+
+
+def _ports(body: Mapping[str, Any]) -> tuple[int, int]:
+    if body["IpProtocol"] in _WITH_PORTS:
+        return int(body["FromPort"]), int(body["ToPort"])
+    return (-1, -1)
+
+
+def _span(body: Mapping[str, Any]) -> int:
+    low, high = _ports(body)
+    return 65536 if low < 0 else high - low + 1
+
+
+def _merge_cost(a: Resource, b: Resource) -> tuple[int, str, dict[str, Any]] | None:
+    """What one rule in place of `a` and `b` lets through beyond them, and its body; None
+    where they cannot merge (other protocol, a group peer, another family)."""
+    x, y = a.body, b.body
+    if x["IpProtocol"] != y["IpProtocol"] or family(x) != family(y):
+        return None
+    key = "CidrIpv6" if family(x) == 6 else "CidrIpv4"
+    if key not in x or key not in y:
+        return None
+    if _ports(x) == _ports(y):
+        # Wider addresses: the smallest prefix holding both.
+        first, second = ipaddress.ip_network(x[key]), ipaddress.ip_network(y[key])
+        net = first
+        while not (second.subnet_of(net) and first.subnet_of(net)):  # type: ignore[arg-type]
+            net = net.supernet()
+        extra = int(net.num_addresses) - _size(x[key]) - _size(y[key])
+        body = {**x, key: str(net)}
+        return max(extra, 0) * _span(x), f"{x[key]} and {y[key]} as {net}", body
+    if x[key] == y[key] and x["IpProtocol"] in _WITH_PORTS:
+        # Wider ports: one span holding both.
+        (lo1, hi1), (lo2, hi2) = _ports(x), _ports(y)
+        low, high = min(lo1, lo2), max(hi1, hi2)
+        extra = (high - low + 1) - (hi1 - lo1 + 1) - (hi2 - lo2 + 1)
+        body = {**x, "FromPort": low, "ToPort": high}
+        return (
+            max(extra, 0) * _size(x[key]),
+            f"ports {lo1}-{hi1} and {lo2}-{hi2} as {low}-{high}",
+            body,
+        )
+    return None
+
+
+def widen_to_fit(rules: list[Resource], limit: int, findings: list[Finding]) -> list[Resource]:
+    """Merge the cheapest two rules (fewest connections let through that neither did) until
+    each family of the side holds `limit` rules; sound, as a merged rule allows all both
+    did. Each merge is a finding, `aws-widened-to-fit`."""
+    out = list(rules)
+    for fam in (4, 6):
+        while sum(1 for r in out if family(r.body) == fam) > limit:
+            mine = sorted((r for r in out if family(r.body) == fam), key=lambda r: r.key)
+            best: tuple[int, str, int, int, dict[str, Any]] | None = None
+            for i, a in enumerate(mine):
+                for b in mine[i + 1 :]:
+                    merged = _merge_cost(a, b)
+                    if merged is not None and (best is None or merged[0] < best[0]):
+                        best = (merged[0], merged[1], out.index(a), out.index(b), merged[2])
+            if best is None:
+                break  # nothing merges: the limit error says what to do
+            cost, what, i, j, body = best
+            a, b = out[i], out[j]
+            assert a.segment is not None
+            sources = tuple(dict.fromkeys(a.sources + b.sources))
+            joined = rule_resource(body, a.segment, sources=sources)
+            # The merged rule may hold others of its kind whole: they go too.
+            out = [r for k, r in enumerate(out) if k not in (i, j) and not _within(r, joined)] + [
+                joined
+            ]
+            side = "egress" if body["IsEgress"] else "ingress"
+            findings.append(
+                Finding(
+                    severity=Severity.WARNING,
+                    code=Code.AWS_WIDENED_TO_FIT,
+                    segment=a.segment,
+                    policy=sources[0].split(" rule ", 1)[0] if sources else None,
+                    message=f"aws.onLimit: widen: the {side} rules of {a.segment} merged "
+                    f"{what} ({cost} more address-ports allowed) to fit "
+                    f"{limit} rules a side",
+                )
+            )
+    return _dedupe(out)
+
+
+def _within(r: Resource, wide: Resource) -> bool:
+    """Whether rule `r` lets through nothing that `wide` does not (CIDR rules only)."""
+    x, y = r.body, wide.body
+    key = "CidrIpv6" if family(x) == 6 else "CidrIpv4"
+    if x["IpProtocol"] != y["IpProtocol"] or key not in x or key not in y:
+        return False
+    if family(x) != family(y):
+        return False
+    (lo1, hi1), (lo2, hi2) = _ports(x), _ports(y)
+    inside = ipaddress.ip_network(x[key]).subnet_of(ipaddress.ip_network(y[key]))  # type: ignore[arg-type]
+    return inside and lo2 <= lo1 and hi1 <= hi2
