@@ -9,6 +9,9 @@ so that every connection allowed both before and after an apply is allowed at ev
 moment of it. Each rule quota is checked at its transient peak (adds come before removes);
 where the peak would not fit, a removal and an addition become one in-place change
 (count-neutral) if the adapter can make one; otherwise the plan fails before any write.
+Before each phase writes, what it touches is re-read (`Adapter.reread`) and compared with
+the plan's snapshot plus this apply's own writes: another writer's change stops the apply
+there (docs/operating-in-production.md, Locking).
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from nsgsync.errors import GuardrailError, LimitError, StalePlanError
+from nsgsync.errors import (
+    ConcurrentChangeError,
+    GuardrailError,
+    LimitError,
+    StalePlanError,
+    excerpt,
+)
 from nsgsync.intent import Finding, Intent
-from nsgsync.plan import Change, Ident, Op, Plan, Resource, Role, fingerprint
+from nsgsync.plan import Change, Ident, Op, Plan, Resource, Retiring, Role, fingerprint
 from nsgsync.provider import Adapter, Applied, Budget, Footprint, Phase, Progress, Snapshot
 
 ORDER = (
@@ -66,17 +75,122 @@ def make_plan(
     findings: list[Finding] = []
     if not destroy:
         desired, findings = adapter.desired(intent, snap)
+    plan = derive(adapter, cluster=intent.cluster, desired=desired, snapshot=snap, notes=notes)
+    return Planned(plan, tuple(findings), snap)
+
+
+def derive(
+    adapter: Adapter,
+    *,
+    cluster: str,
+    desired: Sequence[Resource],
+    snapshot: Snapshot,
+    notes: Sequence[str] = (),
+) -> Plan:
+    """The plan that turns the snapshot into `desired`: the diff, less what retires, and
+    its schedule checked against every quota before anything is written."""
     plan = Plan.build(
         provider=adapter.name,
-        cluster=intent.cluster,
+        cluster=cluster,
         desired=desired,
-        actual=snap.resources,
-        offline=snap.offline,
+        actual=snapshot.resources,
+        offline=snapshot.offline,
         notes=notes,
     )
-    plan = replace(plan, basis=snap)
-    schedule(adapter, plan, snap)
-    return Planned(plan, tuple(findings), snap)
+    plan = replace(_retire(plan, snapshot), basis=snapshot)
+    schedule(adapter, plan, snapshot)
+    return plan
+
+
+def _retire(plan: Plan, snapshot: Snapshot) -> Plan:
+    """A container to destroy that interfaces (or subnets) still use is kept whole: emptied,
+    it would cut the traffic of the pods behind them, and the cloud refuses to delete it
+    anyway. Its replacement is made by the same plan; a later plan destroys it, once unused
+    (docs/operating-in-production.md#retiring-groups-and-ownership)."""
+    users = snapshot.users or {}
+    used = {
+        c.resource.ident: c.resource
+        for c in plan.changes
+        if c.op is Op.DESTROY
+        and c.resource.role is Role.CONTAINER
+        and users.get(c.resource.cloud_id or "", 0) > 0
+    }
+    if not used:
+        return plan
+    kept: Counter[Ident] = Counter()
+    changes = []
+    for c in plan.changes:
+        res = c.resource
+        if c.op is Op.DESTROY and (res.ident in used or res.container in used):
+            if res.container is not None:
+                kept[res.container] += 1
+            continue
+        if c.op is Op.DESTROY and res.peer in used:
+            continue  # another container's rule that lets the retiring one's users through
+        changes.append(c)
+    retiring = tuple(
+        Retiring(
+            r.type,
+            r.key,
+            r.segment,
+            r.cloud_id,
+            users[r.cloud_id or ""],
+            snapshot.users_are,
+            kept[ident],
+        )
+        for ident, r in sorted(used.items(), key=lambda kv: kv[1].key)
+    )
+    return replace(plan, changes=tuple(changes), retiring=retiring)
+
+
+def rederive(adapter: Adapter, saved: Plan, snapshot: Snapshot) -> Plan:
+    """A saved plan made again from its own desired state and the cloud as it is now; only
+    this plan is applied, and only when its changes are the saved ones, entry for entry. An
+    entry edited in the file (a destroy of a group nsgsync does not own, a changed rule)
+    can so never reach the cloud."""
+    fresh = derive(
+        adapter,
+        cluster=saved.cluster,
+        desired=saved.desired,
+        snapshot=snapshot,
+        notes=saved.notes,
+    )
+    theirs = {_entry(c): i for i, c in enumerate(saved.changes)}
+    ours = {_entry(c) for c in fresh.changes}
+    for entry, i in sorted(theirs.items(), key=lambda kv: kv[1]):
+        if entry not in ours:
+            c = saved.changes[i]
+            raise StalePlanError(
+                f"entry changes[{i}] of the saved plan ({c.op.value} {c.resource.type} "
+                f"{excerpt(c.key)}) is not what its desired state and the cloud give now: "
+                "the file was edited, or the cloud changed; nothing was applied",
+                hint="make and review a new plan (`nsgsync plan --save-plan FILE`); never "
+                "edit a saved plan",
+            )
+    if len(theirs) != len(saved.changes) or len(ours) != len(theirs):
+        missing = sorted(c.key for c in fresh.changes if _entry(c) not in theirs)
+        raise StalePlanError(
+            f"the saved plan lacks {len(missing)} change(s) that its desired state and the "
+            f"cloud give now (first: {excerpt(missing[0]) if missing else 'a duplicate'}); "
+            "nothing was applied",
+            hint="make and review a new plan (`nsgsync plan --save-plan FILE`); never "
+            "edit a saved plan",
+        )
+    return fresh
+
+
+def _entry(c: Change) -> tuple[str, str, str, str, str | None, str | None, str | None]:
+    """A change as the Plan JSON states it: what a saved plan is compared by."""
+    res = c.resource
+    return (
+        c.op.value,
+        res.type,
+        c.key,
+        str(res.segment),
+        c.old.cloud_id if c.old is not None else None,
+        c.old.canonical() if c.old is not None else None,
+        c.new.canonical() if c.new is not None else None,
+    )
 
 
 # --- the schedule: which change runs in which phase ---
@@ -432,6 +546,8 @@ def apply_plan(
             "the cloud changed since this plan was saved (or it was an offline plan); "
             "nothing was applied"
         )
+    if saved:
+        plan = rederive(adapter, plan, snapshot)
     if plan.empty:
         progress("nothing to do: the cloud already matches")
         return
@@ -458,25 +574,156 @@ def run(
                 new_rules[c.resource.container].append(c)
     absorbed: set[Ident] = set()
     implicit: list[Resource] = []
+    expect = Expected(snapshot.resources)
+    containers = [*sched.creates, *sched.retags]
+    if containers:
+        expect.verify(adapter, session, Phase.CREATE, containers, applied=applied)
     for c in sched.creates:
         made = adapter.create(
             session, c, new_rules.get(c.resource.ident, []), applied=applied, progress=progress
         )
+        expect.done([c])
         if made is not None:
             applied.ids[made.ident] = made.cloud_id
             absorbed |= made.absorbed
             implicit += made.implicit
+            expect.done(new_rules.get(c.resource.ident, []), only=made.absorbed)
+            expect.made(made.implicit)
     for c in sched.retags:
         adapter.create(session, c, (), applied=applied, progress=progress)
+        expect.done([c])
     if implicit:
         _adopt(adapter, phases, implicit, plan)
     for phase in ORDER:
-        if phase is Phase.NARROW:
+        if phase is Phase.NARROW and sched.pairs:
+            expect.verify(adapter, session, phase, sched.pairs, applied=applied)
             for pair in sched.pairs:
                 adapter.write(session, phase, [pair], applied=applied, progress=progress)
+                expect.paired(pair)
         todo = [c for c in phases.get(phase, []) if c.resource.ident not in absorbed]
+        if todo:
+            expect.verify(adapter, session, phase, todo, applied=applied)
         for batch in _batches(adapter, phase, todo):
             adapter.write(session, phase, batch, applied=applied, progress=progress)
+            expect.done(batch, cascade=phase is Phase.DELETE and adapter.cascades)
+
+
+# --- the optimistic check: what a phase touches is as the plan saw it ---
+
+
+def _same(a: Sequence[Resource], b: Sequence[Resource]) -> bool:
+    """The same resources under one identity, as the plan's diff compares them."""
+    if len(a) != len(b):
+        return False
+    skip = frozenset().union(*(r.unreported for r in (*a, *b)))
+    return sorted(r.canonical(skip) for r in a) == sorted(r.canonical(skip) for r in b)
+
+
+def _difference(ident: Ident, want: Sequence[Resource], found: Sequence[Resource]) -> str:
+    res = (want or found)[0]
+    where = f" (segment {res.segment})" if res.segment else ""
+    name = f"{res.type} {ident}{where}"
+    if not want:
+        return f"{name} exists, but did not when the plan was made"
+    if not found:
+        return f"{name} is gone, but existed when the plan was made"
+    if len(want) != 1 or len(found) != 1:
+        return f"{name} is there {len(found)} times, {len(want)} when the plan was made"
+    old, new = want[0].body, found[0].body
+    fields = [
+        f"{k} {excerpt(old.get(k))} -> {excerpt(new.get(k))}"
+        for k in sorted(set(old) | set(new))
+        if k not in want[0].unreported | found[0].unreported and old.get(k) != new.get(k)
+    ]
+    return f"{name} changed: {'; '.join(fields[:3]) or 'its body differs'}"
+
+
+class Expected:
+    """The cloud as this apply expects it: the plan's snapshot, plus what it has written."""
+
+    def __init__(self, resources: Sequence[Resource]) -> None:
+        self.have: dict[Ident, list[Resource]] = defaultdict(list)
+        for r in resources:
+            self.have[r.ident].append(r)
+        self.writes = 0
+        self.blind: set[Ident] = set()
+
+    def done(
+        self,
+        changes: Sequence[Change],
+        *,
+        only: frozenset[Ident] | None = None,
+        cascade: bool = False,
+    ) -> None:
+        for c in changes:
+            if only is not None and c.resource.ident not in only:
+                continue
+            self.writes += 1
+            if c.old is not None:
+                rs = self.have[c.old.ident]
+                hit = next((i for i, r in enumerate(rs) if _same([r], [c.old])), None)
+                if hit is not None:
+                    del rs[hit]  # one entry: a duplicate under the same identity stays
+                if cascade and c.old.role is Role.CONTAINER:
+                    for ident, kept in self.have.items():
+                        self.have[ident] = [r for r in kept if r.container != c.old.ident]
+            if c.new is not None:
+                self.have[c.new.ident].append(c.new)
+
+    def paired(self, pair: Change) -> None:
+        """A pair wrote the new rule in the old one's place: under which identity the cloud
+        now shows it is the adapter's (AWS: the new; Azure, GCP: the old name), so neither
+        is checked again in this apply."""
+        assert pair.old is not None and pair.new is not None
+        self.writes += 1
+        self.have.pop(pair.old.ident, None)
+        self.have.pop(pair.new.ident, None)
+        self.blind |= {pair.old.ident, pair.new.ident}
+
+    def made(self, resources: Sequence[Resource]) -> None:
+        for r in resources:
+            self.have[r.ident].append(r)
+
+    def verify(
+        self,
+        adapter: Adapter,
+        session: object,
+        phase: Phase,
+        changes: Sequence[Change],
+        *,
+        applied: Applied,
+    ) -> None:
+        """Re-read what this phase touches; stop before writing when it moved."""
+        touched = [r for c in changes for r in (c.old, c.new) if r is not None]
+        idents = {r.ident for r in touched}
+        boxes = {r.container for r in touched if r.container is not None}
+        boxes |= {r.ident for r in touched if r.role is Role.CONTAINER}
+
+        def inside(r: Resource) -> bool:
+            return r.ident in idents or r.ident in boxes or r.container in boxes
+
+        reread = getattr(adapter, "reread", None)
+        if reread is None:  # an adapter of an older contract: the whole read, narrowed here
+            found_all: Sequence[Resource] = adapter.read(session).resources
+        else:
+            found_all = reread(session, touched, applied=applied)
+        found: dict[Ident, list[Resource]] = defaultdict(list)
+        for r in found_all:
+            if inside(r):
+                found[r.ident].append(r)
+        want = {i: rs for i, rs in self.have.items() if rs and inside(rs[0])}
+        moved = [
+            _difference(i, want.get(i, []), found.get(i, []))
+            for i in sorted(want.keys() | found.keys(), key=str)
+            if i not in self.blind and not _same(want.get(i, []), found.get(i, []))
+        ]
+        if moved:
+            more = f" (and {len(moved) - 3} more)" if len(moved) > 3 else ""
+            raise ConcurrentChangeError(
+                f"the cloud changed since the plan was made: {'; '.join(moved[:3])}{more}; "
+                f"the apply stopped before its {phase} phase wrote there, after "
+                f"{self.writes} of its changes (each left every allowed connection open)"
+            )
 
 
 def _adopt(

@@ -112,3 +112,23 @@ class StalePlanError(NsgsyncError):
     """A saved plan no longer matches the cloud's state."""
 
     hint = "run `nsgsync plan --save-plan FILE` again, review it, then apply the new file"
+
+
+class ConcurrentChangeError(NsgsyncError):
+    """What an apply was about to write changed in the cloud after the plan was made
+    (another apply, or a person): the apply stopped before writing there."""
+
+    hint = (
+        "another apply or a person changed it after this plan was made; plan again "
+        "(`nsgsync plan`, or run `nsgsync apply` again): the new plan starts from the cloud "
+        "as it is now, and the next apply completes what this one did not"
+    )
+
+
+class LockError(NsgsyncError):
+    """Another apply holds the lock for this cluster and provider, or it cannot be had."""
+
+    hint = (
+        "wait for the other apply to finish, or pass --lock-timeout SECONDS to wait for it; "
+        "a lock whose holder died expires by itself (docs/operating-in-production.md, Locking)"
+    )

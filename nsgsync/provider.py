@@ -8,6 +8,8 @@ Adapters live in providers/ and are the only code that imports a cloud SDK. The 
 - `Adapter.read(session) -> Snapshot`: what nsgsync owns, under typed identities, and what
   constrains it (names and priorities others hold, quotas).
 - `Adapter.desired(intent, snapshot) -> (resources, findings)`: pure.
+- `Adapter.reread(session, touched, applied=) -> resources`: a narrow read of what one
+  phase will touch, compared by the engine with the plan's snapshot before it writes.
 - Primitive writes, one per phase, each given one batch: the engine (nsgsync.engine)
   decides the order and the batches, never the adapter.
 
@@ -173,6 +175,11 @@ class Snapshot:
     resources: tuple[Resource, ...] = ()
     constraints: Any = None
     offline: bool = False
+    # How many network interfaces (or subnets) use each container, by its cloud id, where
+    # the adapter counts them (None: it does not). A container that is to go away while
+    # this is above 0 retires instead: kept whole until nothing uses it (nsgsync.engine).
+    users: Mapping[str, int] | None = field(default=None, compare=False, hash=False)
+    users_are: str = "network interfaces"
 
 
 @dataclass
@@ -220,6 +227,16 @@ class Adapter(Protocol):
         ...
 
     def read(self, session: Any) -> Snapshot: ...
+
+    def reread(
+        self, session: Any, touched: Sequence[Resource], *, applied: Applied
+    ) -> tuple[Resource, ...]:
+        """What nsgsync owns now of `touched`, read as `read` reads it: each of these
+        resources, its container, and every resource in that container (those that exist).
+        It may return more (the engine keeps what it asked for), never less. `applied`
+        holds the containers' cloud ids, those made by this apply too. The engine calls it
+        before each phase writes, to stop when the cloud moved since the plan's snapshot."""
+        ...
 
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         """The resources that realise the Intent against this snapshot (pure), what

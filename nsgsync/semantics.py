@@ -12,6 +12,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nsgsync.model import NetworkPolicy, Peer, PodInfo, PolicyPort, PolicyType, Protocol
+from nsgsync.model.tiers import (
+    Action,
+    End,
+    Ent,
+    Entity,
+    Net,
+    Pipeline,
+    Pods,
+    PortRange,
+    Stage,
+    TPeer,
+    TPolicy,
+    TRule,
+)
 
 
 @dataclass(frozen=True)
@@ -131,3 +145,265 @@ def verdict(
         egress=side(src, dst, PolicyType.EGRESS, policies, namespaces, protocol, port),
         ingress=side(dst, src, PolicyType.INGRESS, policies, namespaces, protocol, port),
     )
+
+
+# --- Ordered policies (nsgsync.model.tiers): admin tiers, Calico, Cilium ---------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing the walk met: a rule that matched (or may have), or a stage's end."""
+
+    stage: str
+    policy: str | None  # None: the stage's end
+    rule: int | None
+    action: Action
+    certain: bool = True
+
+    def describe(self) -> str:
+        what = (
+            f"{self.action} by {self.policy} rule {self.rule}"
+            if self.policy
+            else (
+                "Deny (selected, no rule allowed it)"
+                if self.action is Action.DENY
+                else str(self.action)
+            )
+        )
+        return f"[{self.stage}] {what}" + ("" if self.certain else " (maybe)")
+
+
+@dataclass(frozen=True)
+class TieredSide:
+    checked: bool
+    outcomes: frozenset[Action] = frozenset({Action.ALLOW})  # ALLOW and/or DENY
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the connection may be allowed: what the cloud must let through."""
+        return Action.ALLOW in self.outcomes
+
+    @property
+    def certain(self) -> bool:
+        return len(self.outcomes) == 1
+
+
+def _in_cidrs(ip: str, cidrs: Sequence[str]) -> bool:
+    return any(in_ip_block(ip, c, ()) for c in cidrs)
+
+
+def entity_matches(entity: Entity, other: Endpoint, pipeline: Pipeline) -> bool | None:
+    """Whether an endpoint is what an entity names; None when the facts cannot say."""
+    is_node = (other.pod is not None and other.pod.host_network) or _in_cidrs(
+        other.ip, pipeline.node_cidrs
+    )
+    is_pod = other.pod is not None and not other.pod.host_network
+    in_cluster = is_pod or is_node or _in_cidrs(other.ip, pipeline.cluster_cidrs)
+    if entity is Entity.ALL:
+        return True
+    if entity is Entity.WORLD:
+        return not in_cluster
+    if entity is Entity.CLUSTER:
+        return in_cluster
+    if entity in (Entity.HOST, Entity.REMOTE_NODE):
+        # Which node a pod runs on is not known: a node address may be either.
+        return None if is_node else False
+    if entity is Entity.KUBE_APISERVER:
+        if _in_cidrs(other.ip, pipeline.apiserver_cidrs):
+            return True
+        return None if not pipeline.apiserver_cidrs and not is_pod else False
+    raise AssertionError(entity)
+
+
+def _peer_match(
+    peer: TPeer, other: Endpoint, pipeline: Pipeline, namespaces: Mapping[str, Mapping[str, str]]
+) -> bool | None:
+    if isinstance(peer, Net):
+        return in_ip_block(other.ip, peer.cidr, peer.except_)
+    if isinstance(peer, Ent):
+        return entity_matches(peer.entity, other, pipeline)
+    pod = other.pod
+    if pod is None or pod.host_network:
+        return False
+    return peer.matches(pod, namespaces.get(pod.namespace, {}))
+
+
+def _any(values: Sequence[bool | None]) -> bool | None:
+    if any(v is True for v in values):
+        return True
+    return None if any(v is None for v in values) else False
+
+
+def _port_in(ranges: Sequence[PortRange], dst: Endpoint, protocol: Protocol, port: int) -> bool:
+    for r in ranges:
+        if r.protocol is not None and r.protocol is not protocol:
+            continue
+        if r.name is not None:
+            if dst.pod is not None and port in dst.pod.port_numbers(r.name, protocol):
+                return True
+        elif r.first is None or r.first <= port <= (r.last or r.first):
+            return True
+    return False
+
+
+def rule_matches(
+    rule: TRule,
+    pod_end: Endpoint,
+    other: Endpoint,
+    *,
+    pipeline: Pipeline,
+    namespaces: Mapping[str, Mapping[str, str]],
+    protocol: Protocol,
+    port: int,
+) -> bool | None:
+    """True, False, or None when the rule has conditions nsgsync cannot evaluate."""
+    dst = pod_end if rule.direction is PolicyType.INGRESS else other
+    assert pod_end.pod is not None
+    conditions: list[bool | None] = [
+        True
+        if rule.peers is None
+        else _any([_peer_match(p, other, pipeline, namespaces) for p in rule.peers]),
+        _negate(_any([_peer_match(p, other, pipeline, namespaces) for p in rule.not_peers])),
+        rule.ports is None or _port_in(rule.ports, dst, protocol, port),
+        not _port_in(rule.not_ports, dst, protocol, port),
+        rule.local is None
+        or rule.local.matches(pod_end.pod, namespaces.get(pod_end.pod.namespace, {})),
+        None if rule.unmodeled else True,
+    ]
+    if any(c is False for c in conditions):
+        return False
+    return None if any(c is None for c in conditions) else True
+
+
+def _negate(value: bool | None) -> bool | None:
+    return None if value is None else not value
+
+
+def tiered_side(
+    pod_end: Endpoint,
+    other: Endpoint,
+    direction: PolicyType,
+    pipeline: Pipeline,
+    namespaces: Mapping[str, Mapping[str, str]],
+    protocol: Protocol,
+    port: int,
+) -> TieredSide:
+    """Walk the stages for one direction: first matching rule decides, Pass skips a stage."""
+    pod = pod_end.pod
+    if pod is None or pod.host_network:
+        return TieredSide(checked=False)
+    labels = namespaces.get(pod.namespace, {})
+    stages: list[tuple[Stage, list[tuple[TPolicy, TRule]], bool]] = []
+    for stage in pipeline.stages:
+        selecting = [
+            p for p in stage.policies if direction in p.types and p.subject.matches(pod, labels)
+        ]
+        rules = [(p, r) for p in selecting for r in p.rules if r.direction is direction]
+        stages.append((stage, rules, any(p.isolates for p in selecting)))
+    steps: list[Step] = []
+
+    def from_stage(i: int, j: int, record: bool) -> frozenset[Action]:
+        if i == len(stages):
+            return frozenset({Action.ALLOW})
+        stage, rules, selected = stages[i]
+        for k in range(j, len(rules)):
+            policy, rule = rules[k]
+            hit = rule_matches(
+                rule,
+                pod_end,
+                other,
+                pipeline=pipeline,
+                namespaces=namespaces,
+                protocol=protocol,
+                port=port,
+            )
+            if hit is False:
+                continue
+            if record:
+                steps.append(Step(stage.name, policy.ref, rule.index, rule.action, hit is True))
+            decided = (
+                from_stage(i + 1, 0, record and hit is True)
+                if rule.action is Action.PASS
+                else frozenset({rule.action})
+            )
+            if hit is True:
+                return decided
+            # Uncertain: the rule may decide, or the walk may go on past it.
+            return decided | from_stage(i, k + 1, False)
+        if selected and stage.end is End.DENY_IF_SELECTED:
+            if record:
+                steps.append(Step(stage.name, None, None, Action.DENY))
+            return frozenset({Action.DENY})
+        return from_stage(i + 1, 0, record)
+
+    outcomes = from_stage(0, 0, True)
+    return TieredSide(checked=True, outcomes=outcomes, steps=tuple(steps))
+
+
+@dataclass(frozen=True)
+class TieredVerdict:
+    egress: TieredSide
+    ingress: TieredSide
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the cluster may allow the connection (both ends may let it through)."""
+        return self.egress.allowed and self.ingress.allowed
+
+
+def tiered_verdict(
+    src: Endpoint,
+    dst: Endpoint,
+    protocol: Protocol,
+    port: int,
+    pipeline: Pipeline,
+    namespaces: Mapping[str, Mapping[str, str]],
+) -> TieredVerdict:
+    return TieredVerdict(
+        egress=tiered_side(src, dst, PolicyType.EGRESS, pipeline, namespaces, protocol, port),
+        ingress=tiered_side(dst, src, PolicyType.INGRESS, pipeline, namespaces, protocol, port),
+    )
+
+
+def network_policy_stage(policies: Sequence[NetworkPolicy]) -> Stage:
+    """NetworkPolicy v1 as an ordered stage: allow rules, and isolation at its end."""
+    return Stage(
+        "NetworkPolicy", tuple(lower_network_policy(p) for p in policies), End.DENY_IF_SELECTED
+    )
+
+
+def lower_network_policy(policy: NetworkPolicy) -> TPolicy:
+    rules: list[TRule] = []
+    for direction in (PolicyType.INGRESS, PolicyType.EGRESS):
+        for index, rule in enumerate(policy.rules(direction)):
+            peers: tuple[TPeer, ...] | None = None
+            if rule.peers is not None:
+                peers = tuple(_lower_peer(policy, peer) for peer in rule.peers)
+            ports = tuple(_lower_port(p) for p in rule.ports) or None
+            rules.append(TRule(Action.ALLOW, direction, index, peers=peers, ports=ports))
+    return TPolicy(
+        dialect="NetworkPolicy",
+        ref=policy.ref,
+        where="",
+        stage="NetworkPolicy",
+        subject=Pods(namespace=policy.namespace, pod_selector=policy.pod_selector),
+        types=policy.policy_types,
+        rules=tuple(rules),
+    )
+
+
+def _lower_peer(policy: NetworkPolicy, peer: Peer) -> TPeer:
+    if peer.ip_block is not None:
+        return Net(peer.ip_block.cidr, tuple(peer.ip_block.except_))
+    if peer.namespace_selector is not None:
+        return Pods(namespace_selector=peer.namespace_selector, pod_selector=peer.pod_selector)
+    return Pods(namespace=policy.namespace, pod_selector=peer.pod_selector)
+
+
+def _lower_port(port: PolicyPort) -> PortRange:
+    if isinstance(port.port, str):
+        return PortRange(port.protocol, name=port.port)
+    if port.port is None:
+        return PortRange(port.protocol)
+    return PortRange(port.protocol, port.port, port.end_port or port.port)

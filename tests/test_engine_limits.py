@@ -203,14 +203,15 @@ def test_pairs_run_in_an_order_where_no_moment_blocks_what_stays_allowed(ec2: Ec
 def test_where_every_pair_would_block_a_moment_the_plan_fails_naming_counts_and_rules(
     ec2: Ec2,
 ) -> None:
-    # Ports 80 and 81 from all of b, then 80-81 from each half of b: whichever pair runs
-    # first closes its old port to the half that the other new rule is still to open.
+    # Ports 80 and 81 from all of b, then 79-81 from one half of b and 80-82 from the
+    # other: whichever pair runs first closes its old port to the half that the other new
+    # rule is still to open. (Rules of equal ports would merge into one: don't-care.)
     top = aws_topology(ec2, 2)
     adapter = configure(top)
     session = adapter.session(ec2=ec2.client)
     apply(adapter, spans_intent([((80, 80), "10.0.2.0/24"), ((81, 81), "10.0.2.0/24")]), session)
     ec2.calls.clear()
-    halves = spans_intent([((80, 81), "10.0.2.0/25"), ((80, 81), "10.0.2.128/25")])
+    halves = spans_intent([((79, 81), "10.0.2.0/25"), ((80, 82), "10.0.2.128/25")])
     with pytest.raises(LimitError) as info:
         make_plan(adapter, halves, session=session)
     text = str(info.value)
@@ -218,7 +219,7 @@ def test_where_every_pair_would_block_a_moment_the_plan_fails_naming_counts_and_
     assert "2 held now, 2 at the end, 4 at the peak" in text
     # The last pair could run (nothing comes after it), the first could not.
     assert "only 1 of the 2 removal/addition pairs" in text
-    assert "ns/p80 (2)" in text and "ns/p80 rule 0 peer 1" in text
+    assert "ns/p79 (1), ns/p80 (1)" in text and "ns/p80 rule 0 peer 1" in text
     assert "nothing was applied" in text
     assert ec2.writes() == 0
 

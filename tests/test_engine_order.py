@@ -34,7 +34,7 @@ def rule(box_: str, name: str, *, deny: bool = False, side: str = "ingress") -> 
 class Recorder:
     """An adapter over a list of resources; it records every call the engine makes."""
 
-    have: list[Resource]
+    have: list[Resource]  # the cloud: changed by the writes
     want: list[Resource]
     inline: bool = False
     implicit: tuple[str, ...] = ()
@@ -49,6 +49,21 @@ class Recorder:
 
     def read(self, session: Any) -> Snapshot:
         return Snapshot(tuple(self.have))
+
+    def reread(
+        self, session: Any, touched: Sequence[Resource], *, applied: Applied
+    ) -> tuple[Resource, ...]:
+        return tuple(self.have)
+
+    def _apply(self, changes: Sequence[Change]) -> None:
+        """The list as the cloud would be after `changes`: the engine's re-reads see it."""
+        for c in changes:
+            if c.old is not None:
+                self.have.remove(c.old)
+                if self.cascades and c.old.role is Role.CONTAINER:
+                    self.have = [r for r in self.have if r.container != c.old.ident]
+            if c.new is not None:
+                self.have.append(c.new)
 
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         return list(self.want), []
@@ -80,11 +95,15 @@ class Recorder:
         progress: Progress,
     ) -> Created | None:
         self.calls.append(("create", (change.key,)))
+        self._apply([change])
         if change.old is not None:
             return None
         name = change.resource.ident.name
         made = tuple(rule(name, n) for n in self.implicit)
+        self.have += made
         absorbed = frozenset(c.resource.ident for c in rules) if self.inline else frozenset()
+        if self.inline:
+            self._apply(rules)
         return Created(change.resource.ident, f"id-{name}", absorbed=absorbed, implicit=made)
 
     def write(
@@ -97,6 +116,7 @@ class Recorder:
         progress: Progress,
     ) -> None:
         self.calls.append((phase.value, tuple(c.key for c in batch)))
+        self._apply(batch)
 
 
 def run(adapter: Recorder) -> list[tuple[str, tuple[str, ...]]]:

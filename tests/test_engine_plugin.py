@@ -65,6 +65,10 @@ class ToyAdapter:
             rule(d["segment"], d["side"], d["peer"], d["protocol"], d["ports"]) for d in docs
         ))
 
+    def reread(self, session: Path, touched, *, applied):
+        wanted = {r.ident for r in touched}  # no containers: each rule alone
+        return tuple(r for r in self.read(session).resources if r.ident in wanted)
+
     def desired(self, intent, snapshot):
         out = []
         for seg in intent.segments:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from nsgsync.compile import CompileOptions, compile_intent
@@ -89,9 +91,10 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
             "no policies to read: give -f PATH (manifests) and/or --from-cluster",
             hint="e.g. -f config/example/cluster, or --from-cluster --context NAME",
         )
-    if (kubeconfig or context) and not (from_cluster or getattr(args, "apply_attachments", False)):
+    if (kubeconfig or context) and not uses_cluster(args):
         raise InputError(
-            "--kubeconfig and --context only apply with --from-cluster or --apply-attachments",
+            "--kubeconfig and --context only apply with --from-cluster, --apply-attachments "
+            "or --lock-namespace",
             hint="add --from-cluster to read the live cluster",
         )
     topology = load_topology(args.topology)
@@ -125,3 +128,90 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
 def progress(message: str) -> None:
     """Progress goes to stderr, so stdout stays the machine-readable result."""
     print(message, file=sys.stderr, flush=True)
+
+
+# --- the lock around an apply (docs/operating-in-production.md, Locking) ---
+
+
+def add_lock_options(parser: argparse.ArgumentParser, *, cluster_options: bool = False) -> None:
+    group = parser.add_argument_group("lock (one apply at a time per cluster and provider)")
+    if cluster_options:
+        group.add_argument(
+            "--kubeconfig",
+            metavar="PATH",
+            help="kubeconfig for the lock's Lease (default: $KUBECONFIG, then ~/.kube/config)",
+        )
+        group.add_argument("--context", metavar="NAME", help="kubeconfig context for the Lease")
+    group.add_argument(
+        "--lock-namespace",
+        metavar="NS",
+        help="hold the lock as a Lease in this namespace of the cluster (with the "
+        "kubeconfig's or in-cluster credentials). Default: when the run reads the cluster "
+        "(--from-cluster, --apply-attachments), the pod's own namespace, else nsgsync; "
+        "otherwise no lock is held. e.g. --lock-namespace nsgsync",
+    )
+    group.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply's lock (default 0: stop at once, naming its "
+        "holder); e.g. --lock-timeout 300",
+    )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+def uses_cluster(args: argparse.Namespace) -> bool:
+    """Whether this run talks to the cluster, and so holds its lock there."""
+    return bool(
+        getattr(args, "from_cluster", False)
+        or getattr(args, "apply_attachments", False)
+        or getattr(args, "lock_namespace", None)
+    )
+
+
+@dataclass(frozen=True)
+class Locked:
+    """The lock an apply holds (or that none is): a note for the plan, and a progress
+    function that stops the apply at its next write once the lock is lost."""
+
+    note: str
+    check: Callable[[], None]
+
+    def progress(self, message: str) -> None:
+        self.check()
+        progress(message)
+
+
+@contextmanager
+def apply_lock(args: argparse.Namespace, topology: Topology) -> Iterator[Locked]:
+    """Hold the cluster's Lease for (cluster, provider) around an apply, when the run
+    reaches a cluster; in files mode, hold nothing and say so."""
+    if not uses_cluster(args):
+        yield Locked(
+            "no lock is held: the policies come from files and no cluster is given to hold "
+            "a Lease in (--lock-namespace NS holds one); before each phase writes, the apply "
+            "re-reads what it touches and stops if it changed since this plan",
+            lambda: None,
+        )
+        return
+    from nsgsync.controller.lock import ApplyLock, default_namespace
+    from nsgsync.sources import cluster_client
+
+    lock = ApplyLock(
+        cluster_client(getattr(args, "kubeconfig", None), getattr(args, "context", None)),
+        namespace=default_namespace(args.lock_namespace),
+        cluster=topology.cluster,
+        provider=topology.provider,
+        timeout=args.lock_timeout,
+    )
+    if args.lock_timeout > 0:
+        progress(f"taking the lock ({lock.where}), waiting up to {args.lock_timeout:g} s ...")
+    with lock:
+        yield Locked(f"lock: {lock.where}, held by {lock.config.identity}", lock.check)

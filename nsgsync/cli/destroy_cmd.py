@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from nsgsync.cli.common import progress
+from nsgsync.cli.common import add_lock_options, apply_lock, progress
 from nsgsync.cli.plan_cmd import _review_and_apply
 from nsgsync.engine import Guardrails, check_guardrails, make_plan
 from nsgsync.intent import Intent
@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="refuse a plan that destroys more than N resources",
     )
+    add_lock_options(p, cluster_options=True)
     p.set_defaults(run=run_destroy)
 
 
@@ -57,30 +58,53 @@ def run_destroy(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
     adapter = configure(topology, source=args.topology)
     session = adapter.session()
-    progress(f"reading what nsgsync owns for cluster {topology.cluster} ...")
     nothing = Intent(cluster=topology.cluster, segments=())
-    planned = make_plan(
-        adapter, nothing, session=session, destroy=True, notes=["destroy: remove everything"]
-    )
-    plan = planned.plan
-    check_guardrails(
-        plan,
-        guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
-        policy_count=0,
-        owned_count=len(planned.actual),
-    )
-    changed = 2 if args.detailed_exitcode and not plan.empty else 0
-    if args.plan or args.output == "json":
+    if (args.kubeconfig or args.context) and not args.lock_namespace:
+        # A cluster named for destroy is where its lock is held.
+        from nsgsync.controller.lock import default_namespace
+
+        args.lock_namespace = default_namespace()
+    if args.plan:
+        progress(f"reading what nsgsync owns for cluster {topology.cluster} ...")
+        planned = make_plan(
+            adapter, nothing, session=session, destroy=True, notes=["destroy: remove everything"]
+        )
+        check_guardrails(
+            planned.plan,
+            guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
+            policy_count=0,
+            owned_count=len(planned.actual),
+        )
+        plan = planned.plan
         print(plan.to_json() if args.output == "json" else render_plan(plan), end="")
-        if args.plan:
-            return changed
-    code = _review_and_apply(
-        plan,
-        adapter,
-        session,
-        snapshot=planned.snapshot,
-        auto_approve=args.auto_approve,
-        verb="Destroy",
-        show=args.output != "json",
-    )
+        return 2 if args.detailed_exitcode and not plan.empty else 0
+    with apply_lock(args, topology) as lock:
+        progress(f"reading what nsgsync owns for cluster {topology.cluster} ...")
+        planned = make_plan(
+            adapter,
+            nothing,
+            session=session,
+            destroy=True,
+            notes=["destroy: remove everything", lock.note],
+        )
+        plan = planned.plan
+        check_guardrails(
+            plan,
+            guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
+            policy_count=0,
+            owned_count=len(planned.actual),
+        )
+        changed = 2 if args.detailed_exitcode and not plan.empty else 0
+        if args.output == "json":
+            print(plan.to_json(), end="")
+        code = _review_and_apply(
+            plan,
+            adapter,
+            session,
+            snapshot=planned.snapshot,
+            auto_approve=args.auto_approve,
+            verb="Destroy",
+            show=args.output != "json",
+            progress=lock.progress,
+        )
     return code or changed

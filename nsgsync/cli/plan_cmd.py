@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from nsgsync.cli import plan_view
-from nsgsync.cli.common import add_input_options, progress, read_inputs
+from nsgsync.cli.common import (
+    add_input_options,
+    add_lock_options,
+    apply_lock,
+    progress,
+    read_inputs,
+)
 from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError, excerpt
@@ -17,7 +25,7 @@ from nsgsync.intent import Severity
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
 from nsgsync.provider import Adapter, Attaching, Snapshot, configure
-from nsgsync.sources import apply_objects, cluster_client, load_topology
+from nsgsync.sources import apply_objects, cluster_client, load_topology, prune_objects
 
 PLAN_EXAMPLES = """\
 examples:
@@ -29,6 +37,10 @@ examples:
 Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (a usage error too)
 or (with --fail-on) findings of that severity, 2 changes present (--detailed-exitcode only).
 """
+
+# The marks of the attachment objects nsgsync makes (docs/contracts.md, ownership).
+CLUSTER_LABEL = "nsgsync.io/cluster"
+SGP_API = "vpcresources.k8s.aws/v1beta1"
 
 APPLY_EXAMPLES = """\
 examples:
@@ -101,6 +113,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="then apply the Kubernetes objects that attach the cloud resources to pods "
         "(AWS: SecurityGroupPolicy), with the kubeconfig's or in-cluster credentials",
     )
+    add_lock_options(apply)
     apply.set_defaults(run=run_apply)
 
 
@@ -190,20 +203,27 @@ def run_apply(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)
     adapter = configure(inputs.topology, source=args.topology)
     session = adapter.session()
-    progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
-    planned = make_plan(adapter, inputs.intent, session=session)
-    plan = planned.plan
-    check_guardrails(
-        plan,
-        guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=args.allow_empty),
-        policy_count=len(inputs.inventory.policies),
-        owned_count=len(planned.actual),
-    )
-    code = _review_and_apply(
-        plan, adapter, session, snapshot=planned.snapshot, auto_approve=args.auto_approve
-    )
-    if code == 0 and args.apply_attachments:
-        _attach(args, adapter, inputs.inventory.namespaces, session)
+    # Held from before the read the plan is made from until the last write.
+    with apply_lock(args, inputs.topology) as lock:
+        progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
+        planned = make_plan(adapter, inputs.intent, session=session, notes=[lock.note])
+        plan = planned.plan
+        check_guardrails(
+            plan,
+            guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=args.allow_empty),
+            policy_count=len(inputs.inventory.policies),
+            owned_count=len(planned.actual),
+        )
+        code = _review_and_apply(
+            plan,
+            adapter,
+            session,
+            snapshot=planned.snapshot,
+            auto_approve=args.auto_approve,
+            progress=lock.progress,
+        )
+        if code == 0 and args.apply_attachments:
+            _attach(args, adapter, inputs.inventory.namespaces, session)
     return code
 
 
@@ -217,6 +237,7 @@ def _review_and_apply(
     saved: bool = False,
     verb: str = "Apply",
     show: bool = True,
+    progress: Callable[[str], None] = progress,
 ) -> int:
     """Print the plan, ask (unless auto-approved), apply, and say what was done."""
     if show:
@@ -246,7 +267,11 @@ def _attach(
     namespaces: Mapping[str, Mapping[str, str]],
     session: object,
 ) -> None:
-    """Apply the objects that attach the cloud resources to pods (after the cloud side)."""
+    """Apply the objects that attach the cloud resources to pods (after the cloud side),
+    then delete the stale ones nsgsync made. A retiring group's object goes too, once its
+    replacement is applied: pods that start from then on get the replacement, so the
+    interfaces on the old group drain and it can go; those still running keep it, and
+    it keeps its rules until then."""
     if not isinstance(adapter, Attaching):
         progress(f"provider {adapter.name} attaches without Kubernetes objects; nothing to do")
         return
@@ -256,6 +281,22 @@ def _attach(
     client = cluster_client(args.kubeconfig, args.context)
     for line in apply_objects(client, docs):
         print(line)
+    wanted = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs}
+    kinds = {(d["apiVersion"], d["kind"]) for d in docs} or {(SGP_API, "SecurityGroupPolicy")}
+
+    def stale(item: Mapping[str, Any]) -> bool:
+        meta = item.get("metadata") or {}
+        return (meta.get("namespace"), meta.get("name")) not in wanted
+
+    for api_version, kind in sorted(kinds):
+        for line in prune_objects(
+            client,
+            api_version=api_version,
+            kind=kind,
+            labels={CLUSTER_LABEL: adapter.cluster},
+            stale=stale,
+        ):
+            print(line)
 
 
 def _apply_saved(args: argparse.Namespace) -> int:
@@ -295,4 +336,13 @@ def _apply_saved(args: argparse.Namespace) -> int:
         policy_count=1,
         owned_count=0,
     )
-    return _review_and_apply(plan, adapter, session, auto_approve=args.auto_approve, saved=True)
+    with apply_lock(args, topology) as lock:
+        plan = replace(plan, notes=(*plan.notes, lock.note))
+        return _review_and_apply(
+            plan,
+            adapter,
+            session,
+            auto_approve=args.auto_approve,
+            saved=True,
+            progress=lock.progress,
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -30,8 +29,6 @@ Endpoints on --listen: /metrics (Prometheus), /healthz (the process is alive), /
 SIGTERM or SIGINT: the reconcile in flight stops at its next safe point, then the Lease
 is released so that another replica takes over at once; exit code 0.
 """
-
-_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -227,14 +224,9 @@ def _listen(value: str) -> tuple[str, int | None]:
 
 
 def _lease_namespace(given: str | None) -> str:
-    if given:
-        return given
-    if os.environ.get("POD_NAMESPACE"):
-        return os.environ["POD_NAMESPACE"]
-    try:
-        return _NAMESPACE_FILE.read_text().strip() or "nsgsync"
-    except OSError:
-        return "nsgsync"
+    from nsgsync.controller.lock import default_namespace
+
+    return default_namespace(given)
 
 
 def run_controller(args: argparse.Namespace) -> int:

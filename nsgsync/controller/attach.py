@@ -3,8 +3,11 @@
 They carry the labels `nsgsync.io/cluster` and `nsgsync.io/segment` (see the AWS
 adapter's `attach` module). Stale ones (a removed segment, or a namespace no segment
 takes any more) are deleted before the plan is applied, so that none points at a group
-the apply deletes; the others are server-side applied after it, with the ids of the
-groups that exist then, and only when they differ from the cluster's.
+the apply deletes, except those of a segment whose group is retiring (network interfaces
+still use it): they go after the apply, once the objects that replace them are applied, so
+that pods starting from then on get the replacement and the old group drains. The others
+are server-side applied after the apply, with the ids of the groups that exist then, and
+only when they differ from the cluster's.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class ClusterAttacher:
             return InputError(f"{action}: {exc.status} {exc.reason}", hint=hint)
         return InputError(f"{action}: {exc}", hint="the controller retries with backoff")
 
-    def prune(self, keep: set[tuple[str, str]]) -> None:
+    def prune(self, keep: set[tuple[str, str]], retiring: frozenset[str] = frozenset()) -> None:
         import kubernetes.client
         import urllib3
 
@@ -79,6 +82,9 @@ class ClusterAttacher:
             meta = item.get("metadata") or {}
             current[(meta.get("namespace", ""), meta.get("name", ""))] = item
         for namespace, name in sorted(set(current) - keep):
+            labels = (current[(namespace, name)].get("metadata") or {}).get("labels") or {}
+            if labels.get("nsgsync.io/segment") in retiring:
+                continue  # its group retires: kept until the group is unused and deleted
             try:
                 api.delete_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL, name, _request_timeout=(10, 60)

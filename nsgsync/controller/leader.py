@@ -56,8 +56,11 @@ class LeaderElector:
         self._leading = threading.Event()
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
+        self._observed_duration = 0
         self._last_renew = 0.0
         self._lock = threading.Lock()  # one Lease request at a time (the loop, or release)
+        # Why the last try failed when it was not another holder: (HTTP status, message).
+        self.last_error: tuple[int | None, str] | None = None
         self.thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
 
     def start(self) -> None:
@@ -69,6 +72,15 @@ class LeaderElector:
             self._leading.is_set()
             and time.monotonic() - self._last_renew < self.config.renew_deadline
         )
+
+    def try_acquire(self) -> bool:
+        """One try to acquire or renew the Lease, now (the loop's step, for a caller that
+        must hold it before going on)."""
+        return self._try()
+
+    def renewed_recently(self) -> bool:
+        """Renewed within the renew deadline: no one else can have taken the Lease."""
+        return time.monotonic() - self._last_renew < self.config.renew_deadline
 
     def _api(self) -> Any:
         import kubernetes.client
@@ -119,6 +131,7 @@ class LeaderElector:
         with self._lock:
             if self._stop.is_set():
                 return False
+            self.last_error = None
             try:
                 try:
                     lease = api.read_namespaced_lease(
@@ -182,6 +195,7 @@ class LeaderElector:
                 if exc.status == 409:
                     log.info("the Lease %s/%s changed under us (409)", cfg.namespace, cfg.name)
                 else:
+                    self.last_error = (exc.status, f"{exc.status} {exc.reason}")
                     log.warning(
                         "cannot get or update the Lease %s/%s: %s %s",
                         cfg.namespace,
@@ -191,6 +205,7 @@ class LeaderElector:
                     )
                 return False
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                self.last_error = (None, str(exc))
                 log.warning(
                     "cannot reach the API server for the Lease %s/%s: %s",
                     cfg.namespace,
@@ -202,6 +217,31 @@ class LeaderElector:
     def _observe(self, spec: Any) -> None:
         self._observed = self._record(spec)
         self._observed_at = time.monotonic()
+        self._observed_duration = (spec.lease_duration_seconds if spec else None) or 0
+
+    def holder(self) -> tuple[str | None, datetime | None, datetime | None]:
+        """The holder last seen, when it acquired the Lease and when it last renewed it."""
+        if self._observed is None:
+            return None, None, None
+        holder, renewed, acquired, _ = self._observed
+        return holder, acquired, renewed
+
+    def expire_if_stale(self, *, skew: float) -> bool:
+        """Count the Lease last seen as unrenewed since its renewTime when that is older,
+        by this clock, than its duration plus `skew` (the clock difference allowed between
+        two machines): a process that died holding it does not block every later one that
+        will not wait a whole lease duration to see it unrenewed. True when that made it
+        free to take."""
+        _, _, renewed = self.holder()
+        if renewed is None:
+            return False
+        if renewed.tzinfo is None:
+            renewed = renewed.replace(tzinfo=UTC)
+        age = (datetime.now(UTC) - renewed).total_seconds()
+        if age < self._observed_duration + skew:
+            return False
+        self._observed_at = min(self._observed_at, time.monotonic() - age)
+        return True
 
     def release(self) -> None:
         """Give the Lease up (only once nothing more will be written by this replica)."""

@@ -31,6 +31,7 @@ from nsgsync.compile import CompileOptions
 from nsgsync.controller.attach import ClusterAttacher
 from nsgsync.controller.events import EventRecorder
 from nsgsync.controller.leader import LeaderElector, LeaseConfig
+from nsgsync.controller.lock import ApplyLock
 from nsgsync.controller.metrics import HealthServer, Metrics
 from nsgsync.controller.reconcile import (
     Abandoned,
@@ -283,21 +284,29 @@ class Controller:
                 if opts.apply_attachments
                 else None
             )
-            outcome = reconcile_once(
-                topology,
-                inventory,
-                adapter=adapter,
-                session=session,
-                guardrails=Guardrails(
-                    max_deletions=opts.max_deletions, allow_empty=opts.allow_empty
-                ),
-                progress=lambda message: log.info("%s", message),
-                compile_options=CompileOptions(
-                    selector_only=opts.selector_only, ignore_kinds=opts.ignore_kinds
-                ),
-                attacher=attacher,
-                proceed=self._may_write,
-            )
+            # The apply lock besides the leadership: a `nsgsync apply` run by hand or by a
+            # CronJob against the same cluster and provider waits for it, or it for them.
+            with ApplyLock(
+                self._api_client,
+                namespace=opts.lease.namespace,
+                cluster=topology.cluster,
+                provider=topology.provider,
+            ) as lock:
+                outcome = reconcile_once(
+                    topology,
+                    inventory,
+                    adapter=adapter,
+                    session=session,
+                    guardrails=Guardrails(
+                        max_deletions=opts.max_deletions, allow_empty=opts.allow_empty
+                    ),
+                    progress=lambda message: log.info("%s", message),
+                    compile_options=CompileOptions(
+                        selector_only=opts.selector_only, ignore_kinds=opts.ignore_kinds
+                    ),
+                    attacher=attacher,
+                    proceed=lambda: self._may_write() and lock.holding(),
+                )
         except Abandoned as exc:
             outcome_label = "abandoned"
             self.last_error = str(exc)

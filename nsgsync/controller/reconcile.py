@@ -53,7 +53,7 @@ class Abandoned(NsgsyncError):
 class Attacher(Protocol):
     """The Kubernetes side of attachments: the objects nsgsync owns in the cluster."""
 
-    def prune(self, keep: set[tuple[str, str]]) -> None:
+    def prune(self, keep: set[tuple[str, str]], retiring: frozenset[str] = ...) -> None:
         """Delete the objects nsgsync owns whose (namespace, name) is not in `keep`."""
         ...
 
@@ -112,7 +112,10 @@ def reconcile_once(
         wanted, _ = attaching.attachments(inventory.namespaces, planned.snapshot)
         if not proceed():
             raise Abandoned("reconcile abandoned before its first write")
-        attacher.prune({(d["metadata"]["namespace"], d["metadata"]["name"]) for d in wanted})
+        attacher.prune(
+            {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in wanted},
+            frozenset(r.segment for r in plan.retiring if r.segment),
+        )
     if not plan.empty:
         if not proceed():
             raise Abandoned("reconcile abandoned before its first write")
@@ -124,6 +127,10 @@ def reconcile_once(
         if not proceed():
             raise Abandoned("reconcile abandoned before applying the attachments")
         attacher.apply(docs)
+        # A retiring group's objects were kept until their replacements exist: now they do,
+        # and pods that start from here on must get the replacement, or the old group
+        # would never drain (docs/operating-in-production.md, retiring groups).
+        attacher.prune({(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs})
     changes = Counter((c.op.value, c.resource.type) for c in plan.changes)
     owned = Counter((r.segment or "", r.type) for r in plan.desired)
     digest = hashlib.sha256(intent.model_dump_json().encode()).hexdigest()

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from nsgsync.model.k8s import NAMESPACE_NAME_LABEL, NetworkPolicy, PodInfo
 from nsgsync.model.kinds import ForeignPolicy
+from nsgsync.model.tiers import TPolicy
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Inventory:
     # said by the user); otherwise others may exist, their labels and pods unknown.
     namespaces_complete: bool = False
     foreign: tuple[ForeignPolicy, ...] = ()
+    # Policies of the other dialects (admin kinds, Calico, Cilium), lowered into the ordered
+    # model; nsgsync.semantics arranges them into stages for the cluster's policy engine.
+    ordered: tuple[TPolicy, ...] = ()
 
     @classmethod
     def build(
@@ -34,6 +38,7 @@ class Inventory:
         unknown_namespaces: Iterable[str] = (),
         namespaces_complete: bool = False,
         foreign: Iterable[ForeignPolicy] = (),
+        ordered: Iterable[TPolicy] = (),
     ) -> Inventory:
         """Sorted, with every namespace that anything names and its name label set.
 
@@ -64,6 +69,7 @@ class Inventory:
             unknown_namespaces=frozenset(unknown & labels.keys()),
             namespaces_complete=namespaces_complete,
             foreign=tuple(sorted(set(foreign))),
+            ordered=tuple(sorted(ordered, key=lambda p: (p.dialect, p.ref))),
         )
 
     @property

@@ -76,6 +76,12 @@ def render_markdown(
         "",
     ]
     head += [f"> note: {n}" for n in plan.notes]
+    head += [
+        f"> retiring: {r.type} `{_cell(r.key)}`"
+        + (f" ({r.cloud_id})" if r.cloud_id else "")
+        + f": {r.users} {r.what} still use it; kept with its {r.rules} rule(s) until unused"
+        for r in plan.retiring
+    ]
     by_segment: dict[str, list[Change]] = {}
     for c in plan.changes:
         by_segment.setdefault(c.resource.segment or _NO_SEGMENT, []).append(c)

@@ -132,6 +132,9 @@ class Resource:
     direction: str | None = None
     # The policies a rule realises (for messages that name them); not compared.
     sources: tuple[str, ...] = field(default=(), compare=False)
+    # The container a rule names as its peer (an AWS rule referencing a group), if any: a
+    # retiring container keeps the rules that let its interfaces through. Not compared.
+    peer: Ident | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.body, Body):
@@ -198,6 +201,31 @@ def diff(desired: Iterable[Resource], actual: Iterable[Resource]) -> tuple[Chang
 
 
 @dataclass(frozen=True)
+class Retiring:
+    """A container that is to go away but that something still uses (network interfaces,
+    subnets): kept whole, rules and all, until nothing uses it; a later plan destroys it."""
+
+    type: str
+    key: str
+    segment: str | None
+    cloud_id: str | None
+    users: int  # how many still use it
+    what: str  # what they are, for people: "network interfaces"
+    rules: int  # the rules it keeps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "key": self.key,
+            "segment": self.segment,
+            "id": self.cloud_id,
+            "users": self.users,
+            "usedBy": self.what,
+            "rules": self.rules,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     provider: str
     cluster: str
@@ -206,6 +234,7 @@ class Plan:
     offline: bool = False
     notes: tuple[str, ...] = field(default=())
     fingerprint: str | None = None
+    retiring: tuple[Retiring, ...] = field(default=())
     # The cloud state the plan was made from (the engine's Snapshot), kept in memory for
     # the apply that follows; a saved plan has none and its apply reads the cloud again.
     basis: Any = field(default=None, compare=False, repr=False)
@@ -247,7 +276,7 @@ class Plan:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": "Plan",
             "provider": self.provider,
@@ -256,6 +285,11 @@ class Plan:
             "fingerprint": self.fingerprint,
             "notes": list(self.notes),
             "summary": self.summary(),
+        }
+        if self.retiring:
+            # Only when there are some: plans without keep the bytes they always had.
+            doc["retiring"] = [r.to_dict() for r in self.retiring]
+        return doc | {
             "changes": [
                 {
                     "op": c.op.value,
@@ -310,6 +344,18 @@ def plan_from_dict(doc: Mapping[str, Any], restore: Restore) -> Plan:
         offline=bool(doc.get("offline", False)),
         notes=tuple(doc.get("notes", ())),
         fingerprint=doc.get("fingerprint"),
+        retiring=tuple(
+            Retiring(
+                str(r["type"]),
+                str(r["key"]),
+                r.get("segment"),
+                r.get("id"),
+                int(r["users"]),
+                str(r.get("usedBy", "")),
+                int(r.get("rules", 0)),
+            )
+            for r in doc.get("retiring", ())
+        ),
     )
 
 

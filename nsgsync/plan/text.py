@@ -69,6 +69,22 @@ def compact_line(c: Change) -> str:
     return line
 
 
+def retiring_lines(plan: Plan) -> list[str]:
+    """The containers kept because something still uses them, one line each."""
+    lines = []
+    for r in plan.retiring:
+        where = f" (segment {r.segment})" if r.segment else ""
+        ident = f" [{r.cloud_id}]" if r.cloud_id else ""
+        lines.append(
+            f"  # {r.type} {r.key}{where}{ident} is retiring: {r.users} {r.what} still use "
+            f"it, so it keeps its {r.rules} rule(s); it is destroyed by the first apply "
+            "after nothing uses it"
+        )
+    if lines:
+        lines.append("")
+    return lines
+
+
 def render_plan(plan: Plan, *, color: bool = False, compact: bool = False) -> str:
     """The plan as text; `compact`: one line per resource; `color`: ANSI, for terminals."""
     head = f"nsgsync plan: provider {plan.provider}, cluster {plan.cluster}"
@@ -79,6 +95,7 @@ def render_plan(plan: Plan, *, color: bool = False, compact: bool = False) -> st
         lines.append(f"note: {note}")
     if plan.notes:
         lines.append("")
+    lines += retiring_lines(plan)
     if plan.empty:
         lines.append("No changes. The cloud already matches the policies.")
         return "\n".join(lines) + "\n"

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from nsgsync.sources.cluster import apply_objects, cluster_client, load_cluster, merge_inventories
+from nsgsync.sources.cluster import (
+    apply_objects,
+    cluster_client,
+    load_cluster,
+    merge_inventories,
+    prune_objects,
+)
 from nsgsync.sources.files import load_manifests, load_topology
 
 __all__ = [
@@ -12,4 +18,5 @@ __all__ = [
     "load_manifests",
     "load_topology",
     "merge_inventories",
+    "prune_objects",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -684,6 +684,74 @@ def apply_objects(
         verb = "created" if status == 201 else "configured"
         lines.append(f"{t.kind.lower()}.{t.group}/{t.name} {verb} (namespace {t.namespace})")
     return lines
+
+
+def prune_objects(
+    api_client: kubernetes.client.ApiClient,
+    *,
+    api_version: str,
+    kind: str,
+    labels: Mapping[str, str],
+    stale: Callable[[Mapping[str, Any]], bool],
+) -> list[str]:
+    """Delete the objects of `kind`, in every namespace, that carry `labels` (nsgsync's
+    ownership marks) and that `stale` says are no longer wanted.
+
+    Returns one kubectl-like line per object deleted: `<kind>.<group>/<name> deleted`.
+    """
+    client: Any = api_client
+    where = f"cluster:{client.configuration.host}"
+    group, _, version = api_version.rpartition("/")
+    plural = _WRITABLE[(group, kind)]
+    resource = f"{plural}.{group}"
+    forbidden = (
+        f"nsgsync needs list/delete on {resource} (see deploy/overlays/controller-aws/rbac.yaml)"
+    )
+    missing = f"the API server does not serve {resource}/{version}"
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    found: list[Mapping[str, Any]] = []
+    token: str | None = None
+    while True:
+        query: list[tuple[str, object]] = [("labelSelector", selector), ("limit", 500)]
+        if token:
+            query.append(("continue", token))
+        _, body = _send(
+            client,
+            "GET",
+            f"/apis/{group}/{version}/{plural}",
+            query=query,
+            action=f"cannot list {resource}",
+            where=where,
+            forbidden_hint=forbidden,
+            missing_hint=missing,
+        )
+        found += [i for i in body.get("items") or [] if isinstance(i, dict)]
+        token = (body.get("metadata") or {}).get("continue") or None
+        if token is None:
+            break
+    lines: list[str] = []
+    for item in sorted(found, key=lambda i: (_meta(i, "namespace"), _meta(i, "name"))):
+        if not stale(item):
+            continue
+        namespace, name = _meta(item, "namespace"), _meta(item, "name")
+        _send(
+            client,
+            "DELETE",
+            f"/apis/{group}/{version}/namespaces/{{namespace}}/{plural}/{{name}}",
+            path_params={"namespace": namespace, "name": name},
+            query=[],
+            action=f"cannot delete {kind} {namespace}/{name}",
+            where=where,
+            forbidden_hint=forbidden,
+            missing_hint=missing,
+        )
+        lines.append(f"{kind.lower()}.{group}/{name} deleted (namespace {namespace})")
+    return lines
+
+
+def _meta(item: Mapping[str, Any], key: str) -> str:
+    meta = item.get("metadata")
+    return str(meta.get(key, "")) if isinstance(meta, dict) else ""
 
 
 def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:

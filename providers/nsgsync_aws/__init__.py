@@ -51,7 +51,18 @@ class AwsAdapter:
         return clients.get("ec2") or ec2.make_client(self.config.region)
 
     def read(self, session: Any) -> Snapshot:
-        return Snapshot(tuple(ec2.read(session, self.config, self.cluster)))
+        resources, users = ec2.read(session, self.config, self.cluster)
+        return Snapshot(tuple(resources), users=users)
+
+    def reread(
+        self, session: Any, touched: Sequence[Resource], *, applied: Applied
+    ) -> tuple[Resource, ...]:
+        """The touched segments' groups and their rules: one filtered call for the groups,
+        one per 200 groups for their rules."""
+        known = {i.name: gid for i, gid in applied.ids.items() if i.kind == group_key("").kind}
+        segments = sorted({r.segment for r in touched if r.segment is not None})
+        resources, _ = ec2.read(session, self.config, self.cluster, segments=segments, known=known)
+        return tuple(resources)
 
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         desired, findings = _render.render(intent, self.topology, self.config)
@@ -74,10 +85,12 @@ class AwsAdapter:
         if resource.role is not Role.RULE or resource.segment is None:
             return None
         side = resource.direction or "ingress"
+        group = resource.container.parts if resource.container else (resource.segment,)
         # EC2 counts a group's IPv4 and IPv6 rules apart, each against the quota.
         family = _render.family(resource.body)
         return Budget(
-            scope=("sg", resource.segment, side, f"v{family}"),
+            # Per group: a copy's rules never pair with (nor count against) the segment's.
+            scope=("sg", *group, side, f"v{family}"),
             what=f"the {side} IPv{family} rules of security group "
             f"{group_name(self.cluster, resource.segment)}",
             limit=self.config.max_rules_per_group,
@@ -111,8 +124,9 @@ class AwsAdapter:
             ports = any_protocol()
         else:
             ports, exact = (("other", ALL_PORTS),), False
+        group = resource.container.parts if resource.container else (resource.segment,)
         return Footprint(
-            scope=("sg", resource.segment, resource.direction or "ingress"),
+            scope=("sg", *group, resource.direction or "ingress"),
             peers=peers,
             ports=ports,
             exact=exact,
@@ -172,7 +186,7 @@ class AwsAdapter:
         ids = {
             r.segment: r.cloud_id
             for r in snapshot.resources
-            if r.type == GROUP and r.segment and r.cloud_id
+            if r.type == GROUP and r.segment and r.cloud_id and r.ident == group_key(r.segment)
         }
         return security_group_policies(self.topology, namespaces, ids)
 

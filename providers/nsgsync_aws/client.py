@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,9 @@ from nsgsync_aws.config import AwsConfig
 from nsgsync_aws.render import (
     CLUSTER_TAG,
     SEGMENT_TAG,
+    copy_key,
     group_key,
+    group_name,
     group_ref,
     group_resource,
     rule_resource,
@@ -109,34 +112,67 @@ def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dic
         ) from exc
 
 
-def read(client: Any, config: AwsConfig, cluster: str) -> list[Resource]:
-    """The groups nsgsync owns in the VPC, and every rule in them."""
+def read(
+    client: Any,
+    config: AwsConfig,
+    cluster: str,
+    *,
+    segments: Sequence[str] | None = None,
+    known: Mapping[str, str] | None = None,
+) -> tuple[list[Resource], dict[str, int]]:
+    """The groups nsgsync owns in the VPC, every rule in them, and how many network
+    interfaces use each group (by group id). With `segments`, only those segments' groups
+    (`known`: the ids of nsgsync's other groups, by segment, so that a rule referencing
+    one reads as a full read reads it)."""
+    filters = [
+        {"Name": "vpc-id", "Values": [config.vpc_id]},
+        {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
+    ]
+    chunks: list[list[dict[str, Any]]] = [filters]
+    if segments is not None:
+        chunks = [
+            [*filters, {"Name": f"tag:{SEGMENT_TAG}", "Values": list(chunk)}]
+            for chunk in _chunks(sorted(set(segments)), _FILTER_VALUES)
+        ]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for f in chunks:
+        for g in _pages(
+            client,
+            "describe_security_groups",
+            "SecurityGroups",
+            Filters=f,
+            PaginationConfig={"PageSize": 1000},
+        ):
+            tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
+            segment = tags.get(SEGMENT_TAG)
+            if segment:
+                groups.setdefault(segment, []).append(g)
+    users = _users(client, sorted(g["GroupId"] for gs in groups.values() for g in gs))
     out: list[Resource] = []
-    by_id: dict[str, str] = {}
-    for g in _pages(
-        client,
-        "describe_security_groups",
-        "SecurityGroups",
-        Filters=[
-            {"Name": "vpc-id", "Values": [config.vpc_id]},
-            {"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]},
-        ],
-        PaginationConfig={"PageSize": 1000},
-    ):
-        tags = {t["Key"]: t["Value"] for t in g.get("Tags", [])}
-        segment = tags.get(SEGMENT_TAG)
-        if not segment:
-            continue
-        by_id[g["GroupId"]] = segment
-        body = {
-            "GroupName": g["GroupName"],
-            "VpcId": g["VpcId"],
-            "Description": g.get("Description", ""),
-            "Tags": _own_tags(g.get("Tags")),
-        }
-        out.append(group_resource(body, segment, g["GroupId"]))
-    ids = sorted(by_id)
-    for chunk in _chunks(ids, _FILTER_VALUES):
+    owner: dict[str, tuple[str, Ident]] = {}  # group id -> segment, the group's identity
+    # group id -> segment, for the one group of each segment
+    keepers: dict[str, str] = {gid: seg for seg, gid in (known or {}).items()}
+    for segment, found in sorted(groups.items()):
+        keeper = _keeper(segment, found, users, cluster)
+        for g in found:
+            gid = g["GroupId"]
+            ident = group_key(segment) if g is keeper else copy_key(segment, gid)
+            owner[gid] = (segment, ident)
+            if g is keeper:
+                keepers[gid] = segment
+            body = {
+                "GroupName": g["GroupName"],
+                "VpcId": g["VpcId"],
+                "Description": g.get("Description", ""),
+                "Tags": _own_tags(g.get("Tags")),
+            }
+            res = group_resource(body, segment, gid, ident=ident)
+            if g is keeper and g["GroupName"] != group_name(cluster, segment):
+                # A copy kept because interfaces use it: EC2 renames no group, so its
+                # name and description are left as they are, not planned as a change.
+                res = replace(res, unreported=frozenset({"GroupName", "Description"}))
+            out.append(res)
+    for chunk in _chunks(sorted(owner), _FILTER_VALUES):
         for r in _pages(
             client,
             "describe_security_group_rules",
@@ -144,12 +180,69 @@ def read(client: Any, config: AwsConfig, cluster: str) -> list[Resource]:
             Filters=[{"Name": "group-id", "Values": list(chunk)}],
             PaginationConfig={"PageSize": 1000},
         ):
-            out.append(_rule_resource(r, by_id, cluster))
-    return out
+            segment, ident = owner[r["GroupId"]]
+            out.append(_rule_resource(r, segment, keepers, cluster, group=ident))
+    return out, users
 
 
-def _rule_resource(r: Mapping[str, Any], by_id: Mapping[str, str], cluster: str) -> Resource:
-    segment = by_id[r["GroupId"]]
+def _users(client: Any, ids: Sequence[str]) -> dict[str, int]:
+    """How many network interfaces use each of these groups: a group that interfaces use
+    is never emptied nor deleted (EC2 refuses the delete: DependencyViolation)."""
+    users: dict[str, int] = {}
+    for chunk in _chunks(ids, _FILTER_VALUES):
+        # An interface with groups in two chunks is listed twice: count only this chunk's.
+        wanted = set(chunk)
+        for eni in _pages(
+            client,
+            "describe_network_interfaces",
+            "NetworkInterfaces",
+            Filters=[{"Name": "group-id", "Values": list(chunk)}],
+            PaginationConfig={"PageSize": 1000},
+        ):
+            for g in eni.get("Groups") or []:
+                if g.get("GroupId") in wanted:
+                    users[g["GroupId"]] = users.get(g["GroupId"], 0) + 1
+    return users
+
+
+def _keeper(
+    segment: str, found: Sequence[dict[str, Any]], users: Mapping[str, int], cluster: str
+) -> dict[str, Any]:
+    """Of the groups carrying nsgsync's tags for one segment (a copy made by hand or by a
+    restore), the one nsgsync keeps: the one network interfaces use; else the one with the
+    name nsgsync gives it (unique in a VPC, so the original or its successor, never a copy
+    made beside it); else the lowest id. EC2 shows no creation time for a group."""
+    if len(found) == 1:
+        return found[0]
+    used = [g for g in found if users.get(g["GroupId"], 0) > 0]
+    if len(used) > 1:
+        ids = ", ".join(
+            f"{g['GroupId']} ({users[g['GroupId']]} interfaces)"
+            for g in sorted(used, key=lambda g: str(g["GroupId"]))
+        )
+        raise ProviderError(
+            f"segment {segment} has {len(used)} security groups carrying nsgsync's tags, "
+            f"each used by network interfaces: {ids}; nsgsync cannot tell which one is its "
+            "own, and changes neither; nothing was changed",
+            hint="move the interfaces onto one of them and remove the nsgsync.io/ tags from "
+            "the others (or delete them), then apply again",
+        )
+    if used:
+        return used[0]
+    name = group_name(cluster, segment)
+    return min(found, key=lambda g: (g["GroupName"] != name, str(g["GroupId"])))
+
+
+def _rule_resource(
+    r: Mapping[str, Any],
+    segment: str,
+    by_id: Mapping[str, str],
+    cluster: str,
+    *,
+    group: Ident | None = None,
+) -> Resource:
+    """A rule as EC2 reports it; `by_id` names the segments of the groups a reference may
+    point at by name (the groups nsgsync keeps), `group` the identity of its own group."""
     proto = str(r["IpProtocol"])
     with_ports = proto in ("tcp", "udp")
     body: dict[str, Any] = {
@@ -184,6 +277,7 @@ def _rule_resource(r: Mapping[str, Any], by_id: Mapping[str, str], cluster: str)
         peer_segment=peer_segment,
         cloud_id=r["SecurityGroupRuleId"],
         unreported=unreported,
+        group=group,
     )
 
 
@@ -209,7 +303,8 @@ def create_group(client: Any, c: Change, *, progress: Progress) -> Created:
         client, "describe_security_group_rules", Filters=[{"Name": "group-id", "Values": [gid]}]
     )["SecurityGroupRules"]
     cluster = next(t["Value"] for t in body["Tags"] if t["Key"] == CLUSTER_TAG)
-    implicit = tuple(_rule_resource(r, {gid: c.new.segment}, cluster) for r in rules)
+    segment = c.new.segment
+    implicit = tuple(_rule_resource(r, segment, {gid: segment}, cluster) for r in rules)
     return Created(c.new.ident, gid, implicit=implicit)
 
 
@@ -227,8 +322,9 @@ def retag_group(client: Any, c: Change, gid: str, *, progress: Progress) -> None
     call(client, "create_tags", Resources=[gid], Tags=c.new.body["Tags"])
 
 
-def group_id(applied: Applied, segment: str | None) -> str:
-    gid = applied.ids.get(group_key(segment or ""))
+def group_id(applied: Applied, segment: str | None, group: Ident | None = None) -> str:
+    """The id of the group a rule lives in: its own group's (`group`), else the segment's."""
+    gid = applied.ids.get(group or group_key(segment or ""))
     if gid is None:
         raise ProviderError(
             f"security group of segment {segment} does not exist; run plan again",
@@ -319,7 +415,8 @@ def modify(
 def revoke(client: Any, batch: Sequence[Change], applied: Applied, *, progress: Progress) -> None:
     first = batch[0].old
     assert first is not None
-    gid = group_id(applied, first.segment)
+    # A copy's rules are revoked from the copy (the engine batches per group).
+    gid = group_id(applied, first.segment, first.container)
     egress = bool(first.body.get("IsEgress"))
     ids = sorted(c.old.cloud_id for c in batch if c.old is not None and c.old.cloud_id)
     progress(f"- revoking {len(ids)} {'egress' if egress else 'ingress'} rule(s) in {gid}")

@@ -69,7 +69,19 @@ def group_key(segment: str) -> Ident:
     return Ident("sg", (segment,))
 
 
-def rule_key(segment: str, body: Mapping[str, Any], peer_segment: str | None = None) -> Ident:
+def copy_key(segment: str, gid: str) -> Ident:
+    """A second group carrying nsgsync's tags for a segment: an identity of its own, so
+    that nothing meant for the segment's group is ever written into it (it is destroyed)."""
+    return Ident("sg", (segment, gid))
+
+
+def rule_key(
+    segment: str,
+    body: Mapping[str, Any],
+    peer_segment: str | None = None,
+    *,
+    group: Ident | None = None,
+) -> Ident:
     """A rule's identity: its group, direction, protocol, ports and peer; never its id."""
     direction = "out" if body["IsEgress"] else "in"
     proto = body["IpProtocol"]
@@ -84,11 +96,20 @@ def rule_key(segment: str, body: Mapping[str, Any], peer_segment: str | None = N
         peer = f"pl:{body['PrefixListId']}"
     else:
         peer = "sg:" + str(body.get("ReferencedGroupInfo", {}).get("GroupId"))
-    return Ident("sgr", (segment, direction, proto, ports, peer))
+    where = group.parts if group is not None else (segment,)
+    return Ident("sgr", (*where, direction, proto, ports, peer))
 
 
-def group_resource(body: Mapping[str, Any], segment: str, cloud_id: str | None = None) -> Resource:
-    return Resource(GROUP, group_key(segment), body, segment, cloud_id, role=Role.CONTAINER)
+def group_resource(
+    body: Mapping[str, Any],
+    segment: str,
+    cloud_id: str | None = None,
+    *,
+    ident: Ident | None = None,
+) -> Resource:
+    return Resource(
+        GROUP, ident or group_key(segment), body, segment, cloud_id, role=Role.CONTAINER
+    )
 
 
 def rule_resource(
@@ -99,18 +120,20 @@ def rule_resource(
     cloud_id: str | None = None,
     unreported: frozenset[str] = frozenset(),
     sources: tuple[str, ...] = (),
+    group: Ident | None = None,
 ) -> Resource:
     return Resource(
         RULE,
-        rule_key(segment, body, peer_segment),
+        rule_key(segment, body, peer_segment, group=group),
         body,
         segment,
         cloud_id,
         unreported,
         role=Role.RULE,
-        container=group_key(segment),
+        container=group or group_key(segment),
         direction="egress" if body["IsEgress"] else "ingress",
         sources=sources,
+        peer=group_key(peer_segment) if peer_segment is not None else None,
     )
 
 

@@ -56,7 +56,24 @@ class AzureAdapter:
     def read(self, session: Any) -> Snapshot:
         arm = self._arm(session)
         resources = arm.read()
-        return Snapshot(tuple(resources), arm.held())
+        return Snapshot(tuple(resources), arm.held(), users=dict(arm.users))
+
+    def reread(
+        self, session: Any, touched: Sequence[Resource], *, applied: Applied
+    ) -> tuple[Resource, ...]:
+        """The touched NSGs with their rules (one GET each) and the touched subnets'
+        associations, with the NSGs they name."""
+        nsgs: set[str] = set()
+        subnets: set[str] = set()
+        for r in touched:
+            if r.type == ASSOCIATION:
+                subnets.add(str(r.body["id"]))
+                ref = ((r.body.get("properties") or {}).get("networkSecurityGroup") or {}).get("id")
+                if ref:
+                    nsgs.add(str(ref).rsplit("/", 1)[-1])
+            else:
+                nsgs.add(r.ident.parts[0])
+        return tuple(self._arm(session).read(nsgs=nsgs, subnets=subnets))
 
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         desired, findings = _render.render_with(intent, self.topology, self.settings)

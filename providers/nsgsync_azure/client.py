@@ -169,6 +169,9 @@ class Arm:
         self.foreign_names: dict[str, set[str]] = defaultdict(set)  # NSG -> rule names
         self.foreign_count: Counter[str] = Counter()
         self.unowned_nsgs: set[str] = set()  # lower names of others' NSGs in the group
+        # NSG id -> the network interfaces associated with it (not managed by nsgsync): an
+        # NSG they use cannot be deleted, and is kept whole until they are gone.
+        self.users: dict[str, int] = {}
 
     def held(self) -> Held:
         return Held(
@@ -189,17 +192,27 @@ class Arm:
 
     # --- read ---
 
-    def read(self) -> list[Resource]:
+    def read(
+        self, *, nsgs: Iterable[str] | None = None, subnets: Iterable[str] | None = None
+    ) -> list[Resource]:
+        """What nsgsync owns in the resource group; with `nsgs`, only those NSGs (and their
+        rules) and the associations of `subnets`: a narrow re-read, one call per NSG and
+        per subnet."""
         self.foreign.clear()
         self.foreign_names.clear()
         self.foreign_count.clear()
         self.unowned_nsgs.clear()
+        self.users.clear()
         settings = self.settings
         out: list[Resource] = []
-        listed = self._call(
-            f"listing NSGs in {self.group}",
-            lambda: [n.as_dict() for n in self.client.network_security_groups.list(self.group)],
-        )
+        narrow = nsgs is not None
+        if nsgs is None:
+            listed = self._call(
+                f"listing NSGs in {self.group}",
+                lambda: [n.as_dict() for n in self.client.network_security_groups.list(self.group)],
+            )
+        else:
+            listed = [doc for n in sorted({n.lower() for n in nsgs}) if (doc := self._nsg(n))]
         ours: dict[str, str] = {}  # lower id -> canonical id, of NSGs nsgsync writes into
         found: set[str] = set()
         for doc in listed:
@@ -224,6 +237,8 @@ class Arm:
                     "tags": {k: v for k, v in sorted(tags.items()) if k.startswith("nsgsync.io/")},
                 }
                 out.append(nsg_resource(body, segment, doc.get("id")))
+                if nics := props.get("networkInterfaces"):
+                    self.users[str(doc.get("id"))] = len(nics)
                 # Subnets outside the topology that still use this NSG: associations to undo
                 # (an NSG in use cannot be deleted).
                 for ref in props.get("subnets") or []:
@@ -233,6 +248,8 @@ class Arm:
                         out.append(association_resource(sid, assoc, segment, sid))
             out += self._rules(name, props.get("securityRules") or [], segment)
         for placement in settings.placements:
+            if narrow:
+                break  # a missing NSG is the engine's to report, as a difference
             if not placement.owned and placement.name.lower() not in found:
                 raise ProviderError(
                     f"NSG {placement.name} (azure.nsgName of segment {placement.segment}) does "
@@ -240,8 +257,26 @@ class Arm:
                     hint="create it first (nsgsync never creates an NSG named by nsgName), or "
                     "drop nsgName to let nsgsync create and own one",
                 )
-        out += self._associations(ours)
+        only = None if subnets is None else {sid.lower() for sid in subnets}
+        out += self._associations(ours, only=only)
         return out
+
+    def _nsg(self, name: str) -> dict[str, Any] | None:
+        """One NSG by name (any case), or None where there is none."""
+        placement = self.settings.placement_named(name)
+        spelt = placement.name if placement is not None else name
+        try:
+            return dict(self.client.network_security_groups.get(self.group, spelt).as_dict())
+        except HttpResponseError as exc:
+            if exc.status_code == 404:
+                return None
+            raise ProviderError(
+                f"Azure reading NSG {spelt} failed: {_message(exc)}", hint=_HINT
+            ) from exc
+        except AzureError as exc:
+            raise ProviderError(
+                f"Azure reading NSG {spelt} failed: {_message(exc)}", hint=_HINT
+            ) from exc
 
     def _in_topology(self, subnet_id: str) -> bool:
         return any(
@@ -283,11 +318,15 @@ class Arm:
             f"reading subnet {subnet_id}", lambda: self.client.subnets.get(rg, vnet, name)
         )
 
-    def _associations(self, ours: Mapping[str, str]) -> list[Resource]:
+    def _associations(
+        self, ours: Mapping[str, str], *, only: set[str] | None = None
+    ) -> list[Resource]:
         out = []
         for placement in self.settings.placements:
             want = self.settings.nsg_id(placement.name)
             for subnet_id in placement.subnets:
+                if only is not None and subnet_id.lower() not in only:
+                    continue
                 doc = self._read_subnet(subnet_id).as_dict()
                 ref = ((doc.get("properties") or {}).get("networkSecurityGroup") or {}).get("id")
                 if not ref:
@@ -300,6 +339,10 @@ class Arm:
                     for s in placement.segments
                     if (self.settings.segments[s].subnet_id or "").lower() == subnet_id.lower()
                 )
+                if current is None and only is not None:
+                    # A narrow re-read knows only the NSGs asked for: another one here is
+                    # a difference for the engine to report, not a verdict on ownership.
+                    current = str(ref)
                 if current is None:
                     raise ProviderError(
                         f"subnet {subnet_id} of segment {segment} is associated with NSG {ref}, "

@@ -162,6 +162,10 @@ def widens(old: Resource, new: Resource) -> bool:
     )
 
 
+# Names per list call of a narrow re-read: the filter stays well inside a URL's length.
+_NAMES_PER_FILTER = 20
+
+
 def footprint(r: Resource, network: str) -> Footprint | None:
     """What an allow rule lets through (denies are never paired)."""
     if denies(r) or "allowed" not in r.body:
@@ -244,19 +248,34 @@ class Foreign:
         return dict(self.names).get(name)
 
 
-def read(session: Session, config: GcpConfig, cluster: str) -> tuple[list[Resource], Foreign]:
+def read(
+    session: Session, config: GcpConfig, cluster: str, *, names: Sequence[str] | None = None
+) -> tuple[list[Resource], Foreign]:
+    """nsgsync's firewall rules of the cluster; with `names`, only those of these names."""
     prefix = name_prefix(cluster)
-    request = compute_v1.ListFirewallsRequest(
-        project=config.project,
-        # Compute's regex filter dialect, an RE2 full match on the name; cluster names
-        # hold nothing a regex would read as special.
-        filter=f'name eq "{prefix}.*"',
-        max_results=PAGE_SIZE,
-    )
+    # Compute's regex filter dialect, an RE2 full match on the name; cluster names (and
+    # so the names nsgsync gives rules) hold nothing a regex would read as special.
+    patterns = [f"{prefix}.*"]
+    if names is not None:
+        wanted = sorted(n for n in set(names) if n.startswith(prefix))
+        patterns = [
+            "(" + "|".join(wanted[i : i + _NAMES_PER_FILTER]) + ")"
+            for i in range(0, len(wanted), _NAMES_PER_FILTER)
+        ]
+    requests = [
+        compute_v1.ListFirewallsRequest(
+            project=config.project, filter=f'name eq "{pattern}"', max_results=PAGE_SIZE
+        )
+        for pattern in patterns
+    ]
     out: list[Resource] = []
     foreign: dict[str, str] = {}
     try:
-        for fw in session.client.list(request=request, retry=session.retry):
+        for fw in (
+            fw
+            for request in requests
+            for fw in session.client.list(request=request, retry=session.retry)
+        ):
             if not fw.name.startswith(prefix):
                 continue  # the filter is the server's; ownership is checked here
             owner, segment = owner_of(fw.description)

@@ -77,3 +77,53 @@ def test_export_attachments_prints_the_groups_ids(
     assert {d["kind"] for d in docs} == {"SecurityGroupPolicy"}
     assert {d["spec"]["securityGroups"]["groupIds"][0] for d in docs} <= ids
     assert len(docs) == 6  # five namespaced segments and the catch-all in kube-system
+
+
+def test_a_renamed_segments_old_attachment_goes_once_its_replacement_exists(
+    ec2: Ec2,
+    topology_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with KubeApi(token=TOKEN) as api:
+        kubeconfig = write_kubeconfig(tmp_path, api)
+        argv = [
+            "apply",
+            *args(topology_file, "--auto-approve", "--apply-attachments"),
+            "--kubeconfig",
+            str(kubeconfig),
+        ]
+        assert main(argv) == 0
+        old = ec2.client.describe_security_groups(
+            Filters=[{"Name": "tag:nsgsync.io/segment", "Values": ["shop-db"]}]
+        )["SecurityGroups"][0]["GroupId"]
+        subnet = ec2.client.create_subnet(VpcId=ec2.vpc_id, CidrBlock="10.0.3.0/24")["Subnet"]
+        eni = ec2.client.create_network_interface(
+            SubnetId=subnet["SubnetId"], PrivateIpAddress="10.0.3.10", Groups=[old]
+        )["NetworkInterface"]["NetworkInterfaceId"]
+        topology_file.write_text(topology_file.read_text().replace("shop-db", "shop-database"))
+        capsys.readouterr()
+
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"sg/shop-db (segment shop-db) [{old}] is retiring: 1 network interfaces" in out
+        # The old object goes only after the one pointing at the new group is applied:
+        # pods that start from now on get the new group alone, so the old one drains,
+        # while the running pod's interface keeps the old group and its rules.
+        created = out.index("nsgsync-shop-database created")
+        assert (
+            out.index("securitygrouppolicy.vpcresources.k8s.aws/nsgsync-shop-db deleted") > created
+        )
+        new = api.must("SecurityGroupPolicy", "shop", "nsgsync-shop-database")
+        assert new["spec"]["securityGroups"]["groupIds"] != [old]
+        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-db") is None
+        kept = ec2.client.describe_security_groups(GroupIds=[old])["SecurityGroups"][0]
+        assert kept["IpPermissions"], "the retiring group keeps its rules"
+
+        ec2.client.modify_network_interface_attribute(
+            NetworkInterfaceId=eni, Groups=new["spec"]["securityGroups"]["groupIds"]
+        )
+        assert main(argv) == 0
+        assert api.get("SecurityGroupPolicy", "shop", "nsgsync-shop-database") is not None
+    groups = ec2.client.describe_security_groups(Filters=[{"Name": "group-id", "Values": [old]}])
+    assert groups["SecurityGroups"] == []

@@ -10,7 +10,7 @@ from azure.mgmt.network.models import TagsObject
 
 from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
-from nsgsync.errors import LimitError, ProviderError
+from nsgsync.errors import ConcurrentChangeError, LimitError, ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, NetworkPolicy, Topology
 from nsgsync.plan import Op, Plan
@@ -225,10 +225,12 @@ def test_throttling_is_retried_after_retry_after(arm: Arm) -> None:
     conn = provider.session(network_client=arm.client)
     planned = make_plan(provider, intent, session=conn).plan
     arm.fake.clear_log()
-    arm.fake.throttle(2, retry_after=1)
+    arm.fake.throttle(2, retry_after=1, writes_only=True)
     apply_plan(provider, planned, conn, progress=lambda _: None)
     # the first write is answered 429 twice, then goes through after Retry-After each time
-    assert [(s.method, s.status) for s in arm.fake.log[:3]] == [
+    # (the re-reads of what it touches come before it)
+    writes = [s for s in arm.fake.log if s.method != "GET"]
+    assert [(s.method, s.status) for s in writes[:3]] == [
         ("PUT", 429),
         ("PUT", 429),
         ("PUT", 201),
@@ -390,3 +392,96 @@ def test_segments_sharing_a_subnet_share_its_nsg(arm: Arm) -> None:
     assert plan(arm, topology, intent).empty
     # the probes include an address of the shared subnet that is in no segment
     assert_cloud_matches_intent(arm, topology, intent)
+
+
+def test_an_nsg_that_interfaces_use_retires_until_they_are_gone(arm: Arm) -> None:
+    topology, inventory = example(arm)
+    apply(arm, topology, compile_intent(topology, inventory))
+    old = "nsgsync-demo-eu-1-shop-db"
+    kept = rules_of(arm, old)
+    nic = arm.nsg_id("x").replace("networkSecurityGroups/x", "networkInterfaces/vm1")
+    arm.fake.set_nics(SUB, RG, old, [nic])
+    # The segment is renamed; its pods stay on the same subnet.
+    renamed = load_topology(EXAMPLE / "topology.yaml")
+    renamed = renamed.model_copy(
+        update={
+            "segments": [
+                s.model_copy(update={"name": "shop-database"}) if s.name == "shop-db" else s
+                for s in renamed.segments
+            ]
+        }
+    )
+    renamed = arm.with_azure(renamed, subnets={"shop-database": ("shop-db", "10.0.3.0/24")})
+    intent = compile_intent(renamed, inventory)
+
+    planned = apply(arm, renamed, intent)
+    assert [(r.key, r.users, r.what) for r in planned.retiring] == [
+        (f"nsg/{old}", 1, "network interfaces")
+    ]
+    assert rules_of(arm, old) == kept  # kept whole while the interface uses it
+    subnet = arm.fake.get_subnet(SUB, RG, VNET, "shop-db")
+    assert subnet is not None
+    assert subnet["properties"]["networkSecurityGroup"]["id"].endswith("-shop-database")
+    again = plan(arm, renamed, intent)
+    assert again.empty and len(again.retiring) == 1
+
+    arm.fake.set_nics(SUB, RG, old, [])
+    apply(arm, renamed, intent)
+    assert arm.fake.get_nsg(SUB, RG, old) is None
+    last = plan(arm, renamed, intent)
+    assert last.empty and last.retiring == ()
+    assert_cloud_matches_intent(arm, renamed, intent)
+
+
+def test_a_copy_of_an_owned_nsg_is_destroyed_and_never_written_into(arm: Arm) -> None:
+    topology, inventory = example(arm)
+    intent = compile_intent(topology, inventory)
+    apply(arm, topology, intent)
+    nsg = "nsgsync-demo-eu-1-shop-db"
+    kept = rules_of(arm, nsg)
+    tags = {"nsgsync.io/cluster": "demo-eu-1", "nsgsync.io/segment": "shop-db"}
+    arm.fake.add_nsg(SUB, RG, "restored-shop-db", tags=tags)
+    for name, props in rules_of(arm, nsg).items():
+        arm.fake.add_rule(SUB, RG, "restored-shop-db", name, props)
+    planned = plan(arm, topology, intent)
+    assert {c.op for c in planned.changes} == {Op.DESTROY}
+    assert "nsg/restored-shop-db" in {c.key for c in planned.changes}
+    assert all(c.key.split("/")[1] == "restored-shop-db" for c in planned.changes)
+    apply(arm, topology, intent)
+    assert arm.fake.get_nsg(SUB, RG, "restored-shop-db") is None
+    assert rules_of(arm, nsg) == kept
+
+    # Used by an interface, the copy retires instead, still untouched.
+    arm.fake.add_nsg(SUB, RG, "restored-shop-db", tags=tags)
+    arm.fake.set_nics(SUB, RG, "restored-shop-db", [arm.nsg_id("vm1")])
+    planned = apply(arm, topology, intent)
+    assert planned.empty and [r.key for r in planned.retiring] == ["nsg/restored-shop-db"]
+    assert arm.fake.get_nsg(SUB, RG, "restored-shop-db") is not None
+
+
+def test_a_rule_deleted_by_hand_after_the_plan_stops_the_apply_before_its_nsg(arm: Arm) -> None:
+    topology, inventory = example(arm)
+    apply(arm, topology, compile_intent(topology, inventory))
+    provider = configure(topology)
+    conn = provider.session(network_client=arm.client)
+    nothing = Intent(cluster=topology.cluster, segments=())
+    planned = make_plan(provider, nothing, session=conn, destroy=True)
+    # Between the plan and its apply, a person deletes a rule of an NSG it deletes.
+    arm.client.security_rules.begin_delete(
+        RG, "nsgsync-demo-eu-1-shop-db", "nsgsync-shop-db-in-default"
+    ).result()
+    with pytest.raises(ConcurrentChangeError) as stopped:
+        apply_plan(provider, planned, conn, progress=lambda _: None)
+    message = str(stopped.value)
+    assert "sr/nsgsync-demo-eu-1-shop-db/nsgsync-shop-db-in-default" in message
+    assert "is gone, but existed when the plan was made" in message
+    assert "before its delete phase" in message
+    # The NSG was not deleted; planned again, the destroy completes.
+    arm.client.network_security_groups.get(RG, "nsgsync-demo-eu-1-shop-db")
+    apply_plan(
+        provider,
+        make_plan(provider, nothing, session=conn, destroy=True),
+        conn,
+        progress=lambda _: None,
+    )
+    assert make_plan(provider, nothing, session=conn, destroy=True).plan.empty

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from nsgsync.cli.main import main
+from nsgsync.controller.lock import lock_name
 from tests.aws.conftest import Ec2
 from tests.controller.conftest import (
     DEBOUNCE,
@@ -421,3 +423,71 @@ def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(
     assert 9187 not in ingress_ports(ec2, "shop-db")
     wait_for(controller.elector.is_leader, "leading again once the Lease answers")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the pending change applied")
+
+
+def test_a_removed_segments_group_retires_and_its_attachment_goes_after_the_replacement(
+    api: KubeApi, ec2: Ec2, make_controller: Make, topology_file: Path
+) -> None:
+    controller = make_controller(apply_attachments=True)
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    groups = owned_groups(ec2)
+    subnet = ec2.client.create_subnet(VpcId=ec2.vpc_id, CidrBlock="10.0.8.0/24")["Subnet"]
+    eni = ec2.client.create_network_interface(
+        SubnetId=subnet["SubnetId"], Groups=[groups["monitoring"]]
+    )["NetworkInterface"]["NetworkInterfaceId"]
+
+    # The monitoring segment goes away while an interface still uses its group.
+    doc = yaml.safe_load(topology_file.read_text())
+    doc["segments"] = [s for s in doc["segments"] if s["name"] != "monitoring"]
+    topology_file.write_text(yaml.safe_dump(doc))
+    api.add(db_policy(9187))
+    wait_for(
+        lambda: api.get("SecurityGroupPolicy", "monitoring", "nsgsync-rest"),
+        "the catch-all segment's object in monitoring",
+    )
+    # Pods starting from now on get the catch-all's group alone, so the old one can drain;
+    # the group itself stays, rules and all, while the interface uses it.
+    wait_for(
+        lambda: api.get("SecurityGroupPolicy", "monitoring", "nsgsync-monitoring") is None,
+        "the stale object deleted once its replacement exists",
+    )
+    assert owned_groups(ec2)["monitoring"] == groups["monitoring"]
+
+    # The interface moves: the next reconcile deletes the group.
+    ec2.client.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[groups["rest"]])
+    api.add(db_policy(9188))
+    wait_for(lambda: "monitoring" not in owned_groups(ec2), "the retired group deleted")
+
+
+def test_a_reconcile_waits_for_an_apply_holding_the_lock_then_completes(
+    api: KubeApi, ec2: Ec2, make_controller: Make, topology_file: Path
+) -> None:
+    # A `nsgsync apply` run by hand holds the lock of this cluster and provider.
+    cluster = yaml.safe_load(topology_file.read_text())["cluster"]
+    name = lock_name(cluster, "aws")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    held = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": "nsgsync"},
+        "spec": {
+            "holderIdentity": "laptop/1/alice",
+            "leaseDurationSeconds": 3600,
+            "acquireTime": now,
+            "renewTime": now,
+        },
+    }
+    api.add(held)
+    controller = make_controller()
+    wait_for(
+        lambda: "held by laptop/1/alice" in (controller.last_error or ""), "refused by the lock"
+    )
+    assert not ingress_ports(ec2, "shop-db")  # nothing written while the apply held the lock
+    # The apply is done and releases the Lease: the next retry reconciles.
+    held["spec"]["holderIdentity"] = None
+    api.add(held)
+    wait_for(lambda: ingress_ports(ec2, "shop-db"), "reconciled once released")
+    wait_for(
+        lambda: not api.must("Lease", "nsgsync", name)["spec"].get("holderIdentity"),
+        "the lock released after the reconcile",
+    )

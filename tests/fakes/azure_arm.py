@@ -206,6 +206,7 @@ class _Nsg:
     rules: dict[str, _Rule]
     etag: str
     guid: str
+    nics: list[str] = field(default_factory=list)  # ids of the interfaces associated
 
     @property
     def id(self) -> str:
@@ -307,6 +308,7 @@ class FakeArm:
         self._counter = 0
         self._throttle_left = 0
         self._throttle_retry_after = 0
+        self._throttle_writes_only = False
         self._writes_before_failure: int | None = None
         self._failure_status = 500
         self._lock = threading.RLock()
@@ -399,6 +401,14 @@ class FakeArm:
             group.etag = self._etag()
             return rule_id
 
+    def set_nics(self, subscription: str, resource_group: str, nsg: str, nics: list[str]) -> None:
+        """Associate these network interfaces (ids) with the NSG, as a NIC's own NSG."""
+        with self._lock:
+            group = self._nsgs.get(_key(subscription, resource_group, nsg))
+            if group is None:
+                raise ValueError(f"no NSG {nsg} in {resource_group}; add_nsg first")
+            group.nics = list(nics)
+
     def add_subnet(
         self,
         subscription: str,
@@ -449,11 +459,13 @@ class FakeArm:
 
     # --- faults --------------------------------------------------------------------------------
 
-    def throttle(self, n: int, retry_after: int = 0) -> None:
-        """Answer the next n requests, of any kind, 429 with Retry-After and ARM's body."""
+    def throttle(self, n: int, retry_after: int = 0, *, writes_only: bool = False) -> None:
+        """Answer the next n requests, of any kind (or only writes), 429 with Retry-After
+        and ARM's body."""
         with self._lock:
             self._throttle_left = n
             self._throttle_retry_after = retry_after
+            self._throttle_writes_only = writes_only
 
     def fail_writes_after(self, n: int, status: int = 500) -> None:
         """Let n more writes succeed, then answer every write `status` until clear_faults().
@@ -530,7 +542,9 @@ class FakeArm:
     def _serve(
         self, request: _Request, found: tuple[re.Pattern[str], dict[str, Handler]] | None
     ) -> Reply:
-        if self._throttle_left > 0:
+        if self._throttle_left > 0 and (
+            not self._throttle_writes_only or request.method in WRITE_METHODS
+        ):
             self._throttle_left -= 1
             raise self._throttled(request)
         is_write = request.method in WRITE_METHODS
@@ -666,6 +680,8 @@ class FakeArm:
         subnets = self._subnets_of(nsg)
         if subnets:
             properties["subnets"] = [{"id": s.id} for s in subnets]
+        if nsg.nics:
+            properties["networkInterfaces"] = [{"id": n} for n in nsg.nics]
         body: Json = {
             "name": nsg.name,
             "id": nsg.id,
@@ -756,12 +772,12 @@ class FakeArm:
         if nsg is None:
             return Reply(204)
         _check_preconditions(request, nsg.etag)
-        in_use = self._subnets_of(nsg)
+        in_use = [s.id for s in self._subnets_of(nsg)] + nsg.nics
         if in_use:
             raise _bad_request(
                 "InUseNetworkSecurityGroupCannotBeDeleted",
                 f"Network security group {nsg.id} cannot be deleted because it is in use by the "
-                f"following resources: {', '.join(s.id for s in in_use)}. In order to delete the "
+                f"following resources: {', '.join(in_use)}. In order to delete the "
                 f"Network security group, remove the association with the resource(s). To learn "
                 f"how to do this, see aka.ms/deletensg.",
             )

@@ -497,6 +497,7 @@ class FakeCompute:
         self._ids = itertools.count(4617203854318842165)
         self._throttle_left = 0
         self._throttle_status = 429
+        self._throttle_writes_only = False
         self._writes_before_failure: int | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -564,12 +565,14 @@ class FakeCompute:
 
     # -- faults
 
-    def throttle(self, n: int, status: int = 429) -> None:
-        """The next n requests, of any kind, answer `status` with Google's error body."""
+    def throttle(self, n: int, status: int = 429, *, writes_only: bool = False) -> None:
+        """The next n requests, of any kind (or only writes), answer `status` with
+        Google's error body."""
         if status not in _ERROR_TEMPLATES or status < 429:
             raise ValueError(f"no recorded error body for a throttle status of {status}")
         with self._lock:
             self._throttle_left, self._throttle_status = n, status
+            self._throttle_writes_only = writes_only
 
     def fail_writes_after(self, n: int) -> None:
         """After n more successful writes, every write answers 500 until clear_faults()."""
@@ -616,7 +619,9 @@ class FakeCompute:
                 self.requests.append(RecordedRequest(method, path, query, body))
                 return 400, ApiError(400, "Invalid JSON payload received.", "parseError").body()
             self.requests.append(RecordedRequest(method, path, query, body))
-            if self._throttle_left > 0:
+            if self._throttle_left > 0 and (
+                not self._throttle_writes_only or _is_write(method, path)
+            ):
                 self._throttle_left -= 1
                 return self._throttle_status, ApiError(
                     self._throttle_status, _THROTTLE_MESSAGES[self._throttle_status]

@@ -13,7 +13,7 @@ from google.cloud import compute_v1
 
 from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
-from nsgsync.errors import LimitError, ProviderError
+from nsgsync.errors import ConcurrentChangeError, LimitError, ProviderError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
 from nsgsync.plan import Op, Plan
@@ -200,11 +200,13 @@ def test_throttling_is_retried(gcp: Gcp, status: int) -> None:
     assert gcp.fake.reads() == [("GET", FIREWALLS)] * 3
 
     gcp.fake.clear_calls()
-    gcp.fake.throttle(2, status=status)  # the first insert is refused twice
+    # The first insert is refused twice (the re-read of what it touches, before it, is not).
+    gcp.fake.throttle(2, status=status, writes_only=True)
     apply_plan(provider, made, conn, progress=lambda _: None)
     writes = gcp.fake.writes()
     assert writes[:3] == [("POST", FIREWALLS)] * 3
-    assert [r.body["name"] for r in gcp.fake.requests[:3] if r.body] == [planned.changes[0].key] * 3
+    sent = [r.body["name"] for r in gcp.fake.requests if r.body]
+    assert sent[:3] == [planned.changes[0].key] * 3
     assert len(writes) == planned.count(Op.ADD) + 2
     assert plan(gcp, topology, intent).empty
     assert_cloud_matches_intent(gcp, topology, intent)
@@ -400,3 +402,23 @@ def test_no_moment_of_an_apply_blocks_what_both_intents_allow(gcp: Gcp) -> None:
 
     transition(plain, more)
     transition(more, plain)
+
+
+def test_a_rule_deleted_by_hand_after_the_plan_stops_the_apply_before_it(gcp: Gcp) -> None:
+    topology, intent = example()
+    apply(gcp, topology, intent)
+    provider = configure(topology)
+    conn = connect(gcp, topology)
+    planned = make_plan(provider, Intent(cluster=topology.cluster, segments=()), session=conn)
+    names = sorted(fw["name"] for fw in gcp.fake.firewalls(PROJECT))
+    # Between the plan and its apply, a person deletes one of the rules it removes.
+    gcp.client.delete(project=PROJECT, firewall=names[0]).result()
+    gcp.fake.clear_calls()
+    with pytest.raises(ConcurrentChangeError) as stopped:
+        apply_plan(provider, planned, conn, progress=lambda _: None)
+    assert f"firewall {names[0]}" in str(stopped.value)
+    assert "is gone, but existed when the plan was made" in str(stopped.value)
+    assert not gcp.fake.writes()  # it stopped before its first write
+    assert sorted(fw["name"] for fw in gcp.fake.firewalls(PROJECT)) == names[1:]
+    apply(gcp, topology, Intent(cluster=topology.cluster, segments=()))  # planned again
+    assert not gcp.fake.firewalls(PROJECT)
