@@ -8,7 +8,8 @@ The engine owns the order of every apply, for every cloud (docs/providers.md):
 so that every connection allowed both before and after an apply is allowed at every
 moment of it. Each rule quota is checked at its transient peak (adds come before removes);
 where the peak would not fit, a removal and an addition become one in-place change
-(count-neutral) if the adapter can make one; otherwise the plan fails before any write.
+(count-neutral) if the adapter can make one and no moment of it blocks what stays allowed
+(`_pairs`); otherwise the plan fails before any write.
 Before each phase writes, what it touches is re-read (`Adapter.reread`) and compared with
 the plan's snapshot plus this apply's own writes: another writer's change stops the apply
 there (docs/operating-in-production.md, Locking).

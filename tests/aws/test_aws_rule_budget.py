@@ -99,7 +99,7 @@ def test_egress_to_everywhere_on_a_port_is_one_rule_beside_the_node_rule(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The Intent cuts the node CIDRs out of 0.0.0.0/0 (the node rule allows them on every
-    # port): 22 CIDRs. The node rule makes them don't-care: one rule.
+    # port): 46 CIDRs. The node rule makes them don't-care: one rule.
     code, doc, _ = plan(tmp_path, capsys, egress([{"ipBlock": {"cidr": "0.0.0.0/0"}}], [443]))
     assert code == 0
     rules = egress_rules(doc)
