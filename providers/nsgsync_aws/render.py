@@ -9,6 +9,7 @@ import ipaddress
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from nsgsync.errors import LimitError
@@ -404,13 +405,11 @@ def widen_to_fit(rules: list[Resource], limit: int, findings: list[Finding]) -> 
     out = list(rules)
     for fam in (4, 6):
         while sum(1 for r in out if family(r.body) == fam) > limit:
-            mine = sorted((r for r in out if family(r.body) == fam), key=lambda r: r.key)
             best: tuple[int, str, int, int, dict[str, Any]] | None = None
-            for i, a in enumerate(mine):
-                for b in mine[i + 1 :]:
-                    merged = _merge_cost(a, b)
-                    if merged is not None and (best is None or merged[0] < best[0]):
-                        best = (merged[0], merged[1], out.index(a), out.index(b), merged[2])
+            for a, b in _neighbours([r for r in out if family(r.body) == fam]):
+                merged = _merge_cost(a, b)
+                if merged is not None and (best is None or merged[0] < best[0]):
+                    best = (merged[0], merged[1], out.index(a), out.index(b), merged[2])
             if best is None:
                 break  # nothing merges: the limit error says what to do
             cost, what, i, j, body = best
@@ -435,6 +434,33 @@ def widen_to_fit(rules: list[Resource], limit: int, findings: list[Finding]) -> 
                 )
             )
     return _dedupe(out)
+
+
+def _neighbours(rules: list[Resource]) -> list[tuple[Resource, Resource]]:
+    """The pairs worth weighing: next to each other in address order among rules of one
+    protocol and ports, and in port order among rules of one protocol and CIDR (a merge of
+    two further apart lets through all that lies between, and costs more)."""
+    by_ports: dict[tuple[str, tuple[int, int]], list[Resource]] = {}
+    by_peer: dict[tuple[str, str], list[Resource]] = {}
+    for r in rules:
+        cidr = r.body.get("CidrIpv4") or r.body.get("CidrIpv6")
+        if cidr is None:
+            continue  # a group peer: no address to widen
+        by_ports.setdefault((r.body["IpProtocol"], _ports(r.body)), []).append(r)
+        by_peer.setdefault((r.body["IpProtocol"], str(cidr)), []).append(r)
+    out: list[tuple[Resource, Resource]] = []
+    for group in by_ports.values():
+        ordered = sorted(group, key=lambda r: _address_key(r.body))
+        out += list(pairwise(ordered))
+    for group in by_peer.values():
+        ordered = sorted(group, key=lambda r: _ports(r.body))
+        out += list(pairwise(ordered))
+    return out
+
+
+def _address_key(body: Mapping[str, Any]) -> tuple[int, int]:
+    net = ipaddress.ip_network(str(body.get("CidrIpv4") or body.get("CidrIpv6")))
+    return int(net.network_address), net.prefixlen
 
 
 def _within(r: Resource, wide: Resource) -> bool:
