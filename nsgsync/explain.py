@@ -17,8 +17,19 @@ from nsgsync.errors import InputError, did_you_mean, excerpt
 from nsgsync.firewall import Decision, Table, Tables, cloud_tables, decide, rendered_rules
 from nsgsync.intent import Direction, Intent, Rule
 from nsgsync.model import Inventory, PodInfo, Protocol, Topology
+from nsgsync.model.tiers import Action
 from nsgsync.net import AddressSet
-from nsgsync.semantics import Endpoint, Side, Verdict, verdict
+from nsgsync.semantics import (
+    Endpoint,
+    Side,
+    TieredSide,
+    TieredVerdict,
+    Verdict,
+    pipeline,
+    resolve_engine,
+    tiered_verdict,
+    verdict,
+)
 
 # Exit codes of `nsgsync explain` (documented in its --help and in README.md).
 EXIT_ALLOWED = 0
@@ -95,13 +106,25 @@ class Explanation:
     cloud_egress: tuple[str, list[Rule] | None] | None
     cloud_ingress: tuple[str, list[Rule] | None] | None
     rendered: Cloud | None = None
+    # With ordered policies (admin tiers, Calico, Cilium): the walk over the engine's tiers,
+    # in place of `kubernetes`; `engine` names the policy engine.
+    tiered: TieredVerdict | None = None
+    engine: str | None = None
+
+    @property
+    def cluster_allowed(self) -> bool | None:
+        """Whether the cluster may allow it (None: unknown)."""
+        if self.tiered is not None:
+            return self.tiered.allowed
+        return None if self.kubernetes is None else self.kubernetes.allowed
 
     @property
     def verdict(self) -> str:
         """allowed | denied | differs | unknown, over every view asked for."""
-        if self.kubernetes is None:
+        cluster = self.cluster_allowed
+        if cluster is None:
             return "unknown"
-        views = {self.kubernetes.allowed, self.cloud_allowed}
+        views = {cluster, self.cloud_allowed}
         if self.rendered is not None:
             views.add(self.rendered.allowed)
         if len(views) > 1:
@@ -311,11 +334,26 @@ def explain(
     a = resolve(src, topology, inventory)
     b = resolve(dst, topology, inventory)
     number = _port_number(wanted, protocol, b)
-    k8s = (
-        verdict(a.endpoint, b.endpoint, protocol, number, inventory.policies, inventory.namespaces)
-        if a.known and b.known
-        else None
-    )
+    known = a.known and b.known
+    tiered = engine = None
+    k8s = None
+    if inventory.ordered:
+        engine = resolve_engine(topology.policy_engine, inventory.ordered)
+        walk = pipeline(
+            engine,
+            inventory.policies,
+            inventory.ordered,
+            node_cidrs=topology.node_cidrs,
+            cluster_cidrs=[*topology.pod_cidrs, *topology.node_cidrs],
+        )
+        if known:
+            tiered = tiered_verdict(
+                a.endpoint, b.endpoint, protocol, number, walk, inventory.namespaces
+            )
+    elif known:
+        k8s = verdict(
+            a.endpoint, b.endpoint, protocol, number, inventory.policies, inventory.namespaces
+        )
     sides: dict[Direction, tuple[str, list[Rule] | None] | None] = {}
     for direction, here, there in (
         (Direction.EGRESS, a.endpoint.ip, b.endpoint.ip),
@@ -359,7 +397,22 @@ def explain(
         cloud_egress=sides[Direction.EGRESS],
         cloud_ingress=sides[Direction.INGRESS],
         rendered=rendered,
+        tiered=tiered,
+        engine=engine,
     )
+
+
+def _tiered_text(name: str, who: str, side: TieredSide) -> str:
+    if not side.checked:
+        return f"  {name}: not a pod under policy ({who}); not restricted"
+    walk = " → ".join(step.describe() for step in side.steps)
+    if not walk:
+        return f"  {name} of {who}: no policy decided it; allowed after the last tier"
+    if side.steps[-1].action is Action.PASS:
+        walk += " → allowed after the last tier"
+    if not side.certain:
+        walk += " (uncertain: nsgsync cannot evaluate a condition; it may go either way)"
+    return f"  {name} of {who}: {walk}; {'allowed' if side.allowed else 'denied'}"
 
 
 def _side_text(name: str, who: str, side: Side) -> str:
@@ -400,15 +453,16 @@ def _rendered_text(name: str, side: CloudSide) -> str:
 
 
 def _agreement(e: Explanation) -> list[str]:
-    if e.kubernetes is None:
+    cluster = e.cluster_allowed
+    if cluster is None:
         return [
             "Kubernetes's verdict is unknown: no known pod has the address. Add the Pod "
             "(with status.podIP) or its workload to the inputs, or name the pod instead."
         ]
     clouds = [e.cloud_allowed] + ([e.rendered.allowed] if e.rendered is not None else [])
-    if e.kubernetes.allowed and not all(clouds):
+    if cluster and not all(clouds):
         return ["UNSOUND: the cloud would block a connection Kubernetes allows; please report it."]
-    if not e.kubernetes.allowed and any(clouds):
+    if not cluster and any(clouds):
         return ["The cloud is wider than Kubernetes here (see the findings of `nsgsync compile`)."]
     return []
 
@@ -428,7 +482,11 @@ def render(e: Explanation) -> str:
     named = f" (named port {e.port_name})" if e.port_name else ""
     lines.append(f"port  {e.port}/{e.protocol.value}{named}")
     lines.append("")
-    if e.kubernetes is None:
+    if e.tiered is not None:
+        lines.append(f"Kubernetes (policyEngine {e.engine}): {_word(e.tiered.allowed)}")
+        lines.append(_tiered_text("egress", e.src.label, e.tiered.egress))
+        lines.append(_tiered_text("ingress", e.dst.label, e.tiered.ingress))
+    elif e.kubernetes is None:
         lines.append("Kubernetes: UNKNOWN")
     else:
         lines.append(f"Kubernetes: {_word(e.kubernetes.allowed)}")
@@ -455,6 +513,33 @@ def _side_dict(side: Side) -> dict[str, Any]:
         "isolatedBy": list(side.isolated_by),
         "allowedBy": [{"policy": p, "rule": i} for p, i in side.allowed_by],
         "allowed": side.allowed,
+    }
+
+
+def _tiered_dict(v: TieredVerdict, engine: str | None) -> dict[str, Any]:
+    def side(s: TieredSide) -> dict[str, Any]:
+        return {
+            "restricted": s.checked,
+            "allowed": s.allowed,
+            "certain": s.certain,
+            "steps": [
+                {
+                    "tier": step.stage,
+                    "policy": step.policy,
+                    "rule": step.rule,
+                    "action": step.action.value,
+                    "certain": step.certain,
+                    "text": step.describe(),
+                }
+                for step in s.steps
+            ],
+        }
+
+    return {
+        "allowed": v.allowed,
+        "policyEngine": engine,
+        "egress": side(v.egress),
+        "ingress": side(v.ingress),
     }
 
 
@@ -485,7 +570,9 @@ def to_dict(e: Explanation) -> dict[str, Any]:
         "port": e.port,
         "protocol": e.protocol.value,
         "portName": e.port_name,
-        "kubernetes": None
+        "kubernetes": _tiered_dict(e.tiered, e.engine)
+        if e.tiered is not None
+        else None
         if e.kubernetes is None
         else {
             "allowed": e.kubernetes.allowed,

@@ -56,6 +56,13 @@ class Code(StrEnum):
     AWS_WIDENED_TO_FIT = "aws-widened-to-fit"
     AZURE_SCTP_ANY_PROTOCOL = "azure-sctp-any-protocol"
     AZURE_OUTSIDE_VNET = "azure-outside-vnet"
+    # Ordered policies (docs/semantics.md#ordered-policies), any dialect.
+    DENY_PARTIAL = "deny-partial"
+    RULE_UNMODELED = "rule-unmodeled"
+    PROTOCOLS_WIDENED = "protocols-widened"
+    DIALECT_NOT_ENFORCED = "dialect-not-enforced"
+    # network-policy-api's admin kinds (docs/admin-policies.md).
+    ADMIN_PRIORITY_TIE = "admin-priority-tie"
 
 
 class Source(BaseModel):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from nsgsync.errors import InputError
 from nsgsync.model import NetworkPolicy, Peer, PodInfo, PolicyPort, PolicyType, Protocol
 from nsgsync.model.tiers import (
     Action,
@@ -407,3 +408,162 @@ def _lower_port(port: PolicyPort) -> PortRange:
     if port.port is None:
         return PortRange(port.protocol)
     return PortRange(port.protocol, port.port, port.end_port or port.port)
+
+
+# --- Policy engines: which dialects a cluster enforces, and in which order -------------------
+
+ENGINES = ("kubernetes", "calico", "cilium")
+# The network-policy-api kinds (docs/admin-policies.md).
+ADMIN_DIALECTS = frozenset(
+    {"AdminNetworkPolicy", "BaselineAdminNetworkPolicy", "ClusterNetworkPolicy"}
+)
+ADMIN_STAGE = "Admin"
+BASELINE_STAGE = "Baseline"
+
+
+def dialect_engine(dialect: str) -> str | None:
+    """The engine a dialect belongs to; None for the kinds any engine may enforce."""
+    for engine in ("calico", "cilium"):
+        if dialect.lower().startswith(engine):
+            return engine
+    return None
+
+
+def enforces(engine: str, dialect: str) -> bool:
+    """Whether a policy engine enforces a dialect's objects at all."""
+    if dialect == "NetworkPolicy":
+        return True
+    if dialect in ADMIN_DIALECTS:
+        # Calico enforces AdminNetworkPolicy and BaselineAdminNetworkPolicy (its kube-admin
+        # and kube-baseline tiers), not yet v1alpha2's ClusterNetworkPolicy; Cilium none.
+        if engine == "calico":
+            return dialect != "ClusterNetworkPolicy"
+        return engine == "kubernetes"
+    return dialect_engine(dialect) == engine
+
+
+def resolve_engine(declared: str | None, ordered: Sequence[TPolicy]) -> str:
+    """The declared engine, or the one the dialects present imply (kubernetes by default)."""
+    if declared is not None:
+        return declared
+    found: dict[str, TPolicy] = {}
+    for policy in ordered:
+        engine = dialect_engine(policy.dialect)
+        if engine is not None:
+            found.setdefault(engine, policy)
+    if len(found) > 1:
+        first, second = (found[e] for e in sorted(found))
+        raise InputError(
+            f"{first.dialect} policies (like {first.ref}, {first.where}) and {second.dialect} "
+            f"policies (like {second.ref}, {second.where}) are both present, and a cluster "
+            "runs one policy engine",
+            field="policyEngine",
+            hint="say which enforces the policies with the topology's policyEngine "
+            "(calico or cilium); the other's policies are then reported, not compiled",
+        )
+    return next(iter(found), "kubernetes")
+
+
+def pipeline(
+    engine: str,
+    network_policies: Sequence[NetworkPolicy],
+    ordered: Sequence[TPolicy],
+    *,
+    node_cidrs: Sequence[str] = (),
+    cluster_cidrs: Sequence[str] = (),
+    apiserver_cidrs: Sequence[str] = (),
+) -> Pipeline:
+    """The stages a policy engine evaluates, with the policies it enforces in each.
+
+    Policies of a dialect the engine does not enforce are left out (`enforces`); the
+    compiler reports them.
+    """
+    kept = [p for p in ordered if enforces(engine, p.dialect)]
+    if engine == "calico":
+        stages = calico_stages(network_policies, kept)
+    elif engine == "cilium":
+        stages = cilium_stages(network_policies, kept)
+    else:
+        stages = kubernetes_stages(network_policies, kept)
+    return Pipeline(
+        stages,
+        node_cidrs=tuple(node_cidrs),
+        cluster_cidrs=tuple(cluster_cidrs),
+        apiserver_cidrs=tuple(apiserver_cidrs),
+    )
+
+
+def _in_order(policies: Sequence[TPolicy]) -> tuple[TPolicy, ...]:
+    # Equal `order` keys are ties the API leaves undefined: the compiler treats them as
+    # unordered; the reference walk takes them by name, one of the orders possible.
+    return tuple(sorted(policies, key=lambda p: (p.order, p.ref)))
+
+
+def kubernetes_stages(
+    network_policies: Sequence[NetworkPolicy], ordered: Sequence[TPolicy]
+) -> tuple[Stage, ...]:
+    """network-policy-api's order: admin tier, NetworkPolicy, baseline tier."""
+    admin = [p for p in ordered if p.stage == ADMIN_STAGE]
+    baseline = [p for p in ordered if p.stage == BASELINE_STAGE]
+    return (
+        Stage(ADMIN_STAGE, _in_order(admin), End.NEXT),
+        network_policy_stage(network_policies),
+        Stage(BASELINE_STAGE, _in_order(baseline), End.NEXT),
+    )
+
+
+def calico_stages(
+    network_policies: Sequence[NetworkPolicy], ordered: Sequence[TPolicy]
+) -> tuple[Stage, ...]:
+    """Calico's order: kube-admin tier, its tiers in order, kube-baseline tier.
+
+    A placeholder for the Calico dialect to refine: tiers are taken in the order of their
+    policies' first `order` element, NetworkPolicy v1 sits in the tier named "default"
+    after its Calico policies of lower order, and every tier denies what it selects.
+    """
+    admin = [p for p in ordered if p.stage == ADMIN_STAGE]
+    baseline = [p for p in ordered if p.stage == BASELINE_STAGE]
+    tiers: dict[str, list[TPolicy]] = {}
+    for p in ordered:
+        if p.stage not in (ADMIN_STAGE, BASELINE_STAGE):
+            tiers.setdefault(p.stage or "default", []).append(p)
+    lowered = [
+        replace(lower_network_policy(p), stage="default", order=(1000.0, p.ref))
+        for p in network_policies
+    ]
+    if lowered:
+        tiers.setdefault("default", []).extend(lowered)
+    names = sorted(
+        tiers, key=lambda t: (t == "default", min((p.order[:1] for p in tiers[t]), default=()), t)
+    )
+    return (
+        Stage(ADMIN_STAGE, _in_order(admin), End.NEXT),
+        *(Stage(f"tier {t}", _in_order(tiers[t]), End.DENY_IF_SELECTED) for t in names),
+        Stage(BASELINE_STAGE, _in_order(baseline), End.NEXT),
+    )
+
+
+def cilium_stages(
+    network_policies: Sequence[NetworkPolicy], ordered: Sequence[TPolicy]
+) -> tuple[Stage, ...]:
+    """Cilium's order: one stage where every Deny rule comes before every Allow.
+
+    A placeholder for the Cilium dialect to refine: each policy is split into its Deny
+    rules (first) and the rest, and a selected endpoint is denied what no rule allowed.
+    """
+    policies = [*ordered, *(lower_network_policy(p) for p in network_policies)]
+    denies = [
+        replace(p, rules=tuple(r for r in p.rules if r.action is Action.DENY), order=(0, p.ref))
+        for p in policies
+    ]
+    rest = [
+        replace(p, rules=tuple(r for r in p.rules if r.action is not Action.DENY), order=(1, p.ref))
+        for p in policies
+    ]
+    return (
+        Stage(
+            "Cilium",
+            (*sorted(denies, key=lambda p: p.ref), *sorted(rest, key=lambda p: p.ref)),
+            End.DENY_IF_SELECTED,
+        ),
+    )

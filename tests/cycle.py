@@ -93,7 +93,12 @@ def policy_change(topology: Topology, intent: Intent, inventory: Inventory) -> P
             },
         )
     )
-    changed = Inventory.build([*inventory.policies, extra], inventory.namespaces, inventory.pods)
+    changed = Inventory.build(
+        [*inventory.policies, extra],
+        inventory.namespaces,
+        inventory.pods,
+        ordered=inventory.ordered,
+    )
     return PolicyChange(
         target=target,
         namespace_segments=frozenset(

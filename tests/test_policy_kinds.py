@@ -33,6 +33,13 @@ CALICO = {
     "metadata": {"name": "allow-web", "namespace": "default"},
     "spec": {"selector": "app == 'web'", "order": 100, "ingress": [{"action": "Allow"}]},
 }
+# Antrea's own cluster-wide kind: not compiled (network-policy-api's namesake is).
+ANTREA = {
+    "apiVersion": "crd.antrea.io/v1beta1",
+    "kind": "ClusterNetworkPolicy",
+    "metadata": {"name": "allow-monitoring"},
+    "spec": {"priority": 10, "appliedTo": [{"namespaceSelector": {}}], "ingress": []},
+}
 ANP = {
     "apiVersion": "policy.networking.k8s.io/v1alpha1",
     "kind": "AdminNetworkPolicy",
@@ -59,14 +66,15 @@ def folder(tmp_path: Path, *extra: Mapping[str, Any]) -> str:
 def test_a_kind_that_may_allow_is_an_error_naming_each_object(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = folder(tmp_path, CILIUM, CALICO, ANP)
+    files = folder(tmp_path, CILIUM, CALICO, ANTREA, ANP)
     assert main(["compile", "-f", files, "--topology", TOPOLOGY]) == 1
     err = capsys.readouterr().err
     assert "3 policies of kinds nsgsync does not compile" in err
     assert "CiliumNetworkPolicy default/allow-dns" in err
     # Calico's kind is also called NetworkPolicy: it must not be read as a Kubernetes one.
     assert "NetworkPolicy default/allow-web" in err
-    assert "AdminNetworkPolicy allow-monitoring" in err
+    assert "ClusterNetworkPolicy allow-monitoring" in err
+    assert "AdminNetworkPolicy" not in err  # compiled (docs/admin-policies.md)
     assert "more.yaml:" in err
     assert "--ignore-kind" in err
 
@@ -134,8 +142,8 @@ def test_kinds_in_the_cluster_are_found_and_refused(
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert "CiliumNetworkPolicy default/allow-dns (cluster:" in err
-        assert "AdminNetworkPolicy allow-monitoring" in err
-        ignore = ["--ignore-kind", "CiliumNetworkPolicy", "--ignore-kind", "AdminNetworkPolicy"]
+        assert "AdminNetworkPolicy" not in err  # read and compiled, not refused
+        ignore = ["--ignore-kind", "CiliumNetworkPolicy"]
         assert main([*argv, *ignore, "-o", "json"]) == 0
         codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
-        assert codes.count("kind-ignored") == 2
+        assert codes.count("kind-ignored") == 1

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from nsgsync.compile.labels import SelectorKey, matches_key, satisfiable_keys
 from nsgsync.errors import UnsupportedKindError
@@ -41,6 +42,9 @@ from nsgsync.model import (
 )
 from nsgsync.model.k8s import EVERYTHING, NAMESPACE_NAME_LABEL, Operator
 from nsgsync.net import AddressSet, PortSet
+
+if TYPE_CHECKING:
+    from nsgsync.compile.tiers import TieredCompiler
 
 UNSEGMENTED = "(unsegmented pods)"
 # Namespaces nobody told nsgsync of: when the namespaces read are not known to be all of
@@ -164,6 +168,13 @@ class _Compiler:
         self.policies_by_ns: dict[str, list[NetworkPolicy]] = defaultdict(list)
         for policy in inventory.policies:
             self.policies_by_ns[policy.namespace].append(policy)
+        # Policies of other dialects: compiled over the engine's stages (nsgsync.compile.
+        # tiers); without them, the NetworkPolicy-only path above and its Intent, unchanged.
+        self.tiers: TieredCompiler | None = None
+        if inventory.ordered:
+            from nsgsync.compile.tiers import TieredCompiler  # it builds on this module
+
+            self.tiers = TieredCompiler(self)
 
     # --- selectors, by key ---
 
@@ -420,6 +431,8 @@ class _Compiler:
     # --- per segment and direction ---
 
     def compile_direction(self, seg: _Seg, direction: PolicyType) -> DirectionIntent:
+        if self.tiers is not None:
+            return self.tiers.direction(seg, direction)
         candidates = [
             p
             for ns in sorted(seg.possible)
@@ -442,10 +455,23 @@ class _Compiler:
             return DirectionIntent(isolated=False)
         grants: list[_Grant] = []
         for policy, cover in selecting:
-            if cover is Cover.SOME:
-                self._gathered[(Code.SELECTOR_WIDENED, policy.ref, what)].add(seg.name)
-            for index, rule in enumerate(policy.rules(direction)):
-                grants.extend(self._rule_grants(seg, policy, index, rule, direction))
+            grants.extend(self._policy_grants(seg, policy, cover, direction))
+        return self._isolated(grants)
+
+    def _policy_grants(
+        self, seg: _Seg, policy: NetworkPolicy, cover: Cover, direction: PolicyType
+    ) -> list[_Grant]:
+        """What one NetworkPolicy's rules allow a segment it selects (all, or some pods of)."""
+        if cover is Cover.SOME:
+            self._gathered[(Code.SELECTOR_WIDENED, policy.ref, direction.value.lower())].add(
+                seg.name
+            )
+        grants: list[_Grant] = []
+        for index, rule in enumerate(policy.rules(direction)):
+            grants.extend(self._rule_grants(seg, policy, index, rule, direction))
+        return grants
+
+    def _isolated(self, grants: list[_Grant]) -> DirectionIntent:
         nodes = self.node_addresses
         if nodes:
             grants.append(
@@ -644,6 +670,8 @@ class _Compiler:
 
     def run(self) -> Intent:
         self._foreign_findings()
+        if self.tiers is not None:
+            self.tiers.cluster_findings()
         for seg in self.segments:
             maybe = seg.uncertain & seg.possible
             if maybe:
@@ -775,6 +803,44 @@ class _Compiler:
                     message=(
                         f"{subject} names port {name!r}, which no known pod of {names} declares "
                         f"for {protocol}; it allows nothing there"
+                    ),
+                )
+            elif code == Code.DENY_PARTIAL:
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    segments=items,
+                    message=(
+                        f"{subject} {detail} may match only some of the traffic of "
+                        f"{_segments(items)} (some of its pods or peers, or conditions nsgsync "
+                        "cannot evaluate); where it is unsure the traffic goes on to later rules "
+                        "and tiers, so the cloud rules may allow what it denies"
+                    ),
+                )
+            elif code == Code.RULE_UNMODELED:
+                rule, _, reason = detail.partition(": ")
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    policy=subject,
+                    segments=items,
+                    message=(
+                        f"{subject} {rule} (Allow) matches on {reason}, which nsgsync cannot "
+                        f"evaluate: {_segments(items)} allow{'s' if len(items) == 1 else ''} "
+                        "everything the rule may match"
+                    ),
+                )
+            elif code == Code.PROTOCOLS_WIDENED:
+                self._find(
+                    Severity.WARNING,
+                    code,
+                    segment=subject,
+                    message=(
+                        f"segment {subject} allows {detail} traffic of protocols without ports "
+                        "(ICMP and others) from addresses where TCP, UDP or SCTP are allowed "
+                        "only in part; the Intent says that traffic as ANY, so every protocol "
+                        "and port is allowed from those addresses"
                     ),
                 )
             elif code == Code.NODE_TRAFFIC:

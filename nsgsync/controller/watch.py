@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.errors import InputError, NsgsyncError
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy
 from nsgsync.model.kinds import KNOWN_KINDS, Effect
+from nsgsync.model.tiers import TPolicy
 from nsgsync.sources.cluster import (
     FINISHED,
     NAMESPACES,
@@ -37,7 +38,13 @@ from nsgsync.sources.cluster import (
     plural_of,
     with_kind,
 )
-from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
+from nsgsync.sources.files import (
+    Document,
+    parse_admin_policy,
+    parse_labels,
+    parse_pod,
+    parse_policy,
+)
 
 log = logging.getLogger("nsgsync.controller")
 
@@ -408,10 +415,18 @@ class Cache:
         policies: list[NetworkPolicy] = []
         pods: list[PodInfo] = []
         foreign: list[ForeignPolicy] = []
+        ordered: list[TPolicy] = []
         seen: set[tuple[str, str, str]] = set()
         for informer in self.informers:
             if informer.foreign is not None:
                 group, kind = informer.foreign
+                api_version = informer.listed.api_version
+                if adminpolicy.compiled(api_version, kind):
+                    # network-policy-api's kinds in a version nsgsync compiles.
+                    for obj in informer.objects():
+                        body = {**obj, "apiVersion": api_version, "kind": kind}
+                        ordered.append(parse_admin_policy(Document(WHERE, 0, body)))
+                    continue
                 effect: Effect = KNOWN_KINDS[informer.foreign]
                 for obj in informer.objects():
                     meta = obj.get("metadata") or {}
@@ -434,7 +449,9 @@ class Cache:
         for gone in set(self._parsed) - seen:
             del self._parsed[gone]
         # Every namespace is watched: the list is complete (no unknown namespaces).
-        return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
+        return Inventory.build(
+            policies, labels, pods, namespaces_complete=True, foreign=foreign, ordered=ordered
+        )
 
     def _parse(
         self, key: tuple[str, str, str], obj: dict[str, Any]

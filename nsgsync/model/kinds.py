@@ -27,6 +27,8 @@ KNOWN_KINDS: dict[tuple[str, str], Effect] = {
     ("projectcalico.org", "GlobalNetworkPolicy"): Effect.MAY_ALLOW,
     ("crd.projectcalico.org", "NetworkPolicy"): Effect.MAY_ALLOW,
     ("crd.projectcalico.org", "GlobalNetworkPolicy"): Effect.MAY_ALLOW,
+    # network-policy-api: the versions nsgsync.model.adminpolicy reads are compiled (sources
+    # look there first); any other version of these kinds is refused here.
     ("policy.networking.k8s.io", "AdminNetworkPolicy"): Effect.MAY_ALLOW,
     ("policy.networking.k8s.io", "BaselineAdminNetworkPolicy"): Effect.MAY_ALLOW,
     ("policy.networking.k8s.io", "ClusterNetworkPolicy"): Effect.MAY_ALLOW,

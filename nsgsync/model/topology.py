@@ -144,6 +144,11 @@ class Topology(BaseModel):
     pod_cidrs: list[str] = Field(alias="podCIDRs")
     node_cidrs: list[str] = Field(default_factory=list, alias="nodeCIDRs")
     segments: list[Segment]
+    # The network plugin that enforces the policies, which decides how dialects order
+    # (docs/admin-policies.md#policy-engines); None: inferred from the kinds present.
+    policy_engine: Literal["kubernetes", "calico", "cilium"] | None = Field(
+        default=None, alias="policyEngine"
+    )
 
     _blocks = model_validator(mode="before")(lambda data: _provider_blocks(data, Topology))
 

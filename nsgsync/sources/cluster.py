@@ -21,9 +21,16 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy
 from nsgsync.model.kinds import KNOWN_KINDS
-from nsgsync.sources.files import Document, parse_labels, parse_pod, parse_policy
+from nsgsync.model.tiers import TPolicy
+from nsgsync.sources.files import (
+    Document,
+    parse_admin_policy,
+    parse_labels,
+    parse_pod,
+    parse_policy,
+)
 
 if TYPE_CHECKING:
     import kubernetes.client  # for annotations; imported at run time only when used
@@ -369,13 +376,17 @@ def _read(
                 for doc in _documents(api_client, listed, scope, page_size, where):
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
-        foreign = _foreign(api_client, where, page_size)
+        served = _served(api_client, where)
+        foreign = _foreign(api_client, where, page_size, served)
+        ordered = _admin_policies(api_client, where, page_size, served)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
         raise
     # Every namespace was listed, whatever `namespaces` limits: the list is complete.
-    return Inventory.build(policies, labels, pods, namespaces_complete=True, foreign=foreign)
+    return Inventory.build(
+        policies, labels, pods, namespaces_complete=True, foreign=foreign, ordered=ordered
+    )
 
 
 def plural_of(kind: str) -> str:
@@ -383,8 +394,8 @@ def plural_of(kind: str) -> str:
     return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
-def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]:
-    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
+def _served(api_client: Any, where: str) -> dict[str, list[str]]:
+    """The API groups the cluster serves, each with its versions (none without discovery)."""
     try:
         _, body = _send(
             api_client,
@@ -398,14 +409,50 @@ def _foreign(api_client: Any, where: str, page_size: int) -> list[ForeignPolicy]
             missing_ok=True,
         )
     except _NotServed:
-        return []  # an API server without discovery serves no custom resources either
+        return {}  # an API server without discovery serves no custom resources either
     served: dict[str, list[str]] = {}
     for group in body.get("groups") or []:
         if isinstance(group, dict) and isinstance(group.get("name"), str):
             versions = [v.get("version") for v in group.get("versions") or []]
             served[group["name"]] = [v for v in versions if isinstance(v, str)]
+    return served
+
+
+def _admin_policies(
+    api_client: Any, where: str, page_size: int, served: Mapping[str, list[str]]
+) -> list[TPolicy]:
+    """network-policy-api's kinds nsgsync compiles, in the versions it reads, where served."""
+    found: list[TPolicy] = []
+    for api_version, kinds in sorted(adminpolicy.KINDS.items()):
+        group, _, version = api_version.rpartition("/")
+        if version not in served.get(group, ()):
+            continue
+        for kind in sorted(kinds):
+            listed = Listed(kind, api_version, plural_of(kind))
+            try:
+                docs = _documents(
+                    api_client,
+                    listed,
+                    None,
+                    page_size,
+                    where,
+                    forbidden_hint=_FOREIGN_RBAC_HINT,
+                    missing_ok=True,
+                )
+            except _NotServed:
+                continue
+            found += [parse_admin_policy(doc) for doc in docs]
+    return found
+
+
+def _foreign(
+    api_client: Any, where: str, page_size: int, served: Mapping[str, list[str]]
+) -> list[ForeignPolicy]:
+    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
     found: list[ForeignPolicy] = []
     for (group, kind), effect in sorted(KNOWN_KINDS.items()):
+        if any(adminpolicy.compiled(f"{group}/{v}", kind) for v in served.get(group, ())):
+            continue  # read and compiled by _admin_policies
         # A kind is served under each version of its group that has it; the first is enough.
         for version in served.get(group, ()):
             listed = Listed(kind, f"{group}/{version}", plural_of(kind))
@@ -771,4 +818,8 @@ def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:
         pods.values(),
         namespaces_complete=files.namespaces_complete or cluster.namespaces_complete,
         foreign=(*files.foreign, *cluster.foreign),
+        ordered=(
+            {(p.dialect, p.ref): p for p in cluster.ordered}
+            | {(p.dialect, p.ref): p for p in files.ordered}
+        ).values(),
     )

@@ -38,6 +38,7 @@ from nsgsync.model import (
     PolicyType,
     Protocol,
     Topology,
+    adminpolicy,
 )
 from nsgsync.model.k8s import (
     check_port_name,
@@ -48,6 +49,7 @@ from nsgsync.model.k8s import (
     label_value_errors,
 )
 from nsgsync.model.kinds import NETWORK_POLICY_V1, classify, group_of
+from nsgsync.model.tiers import TPolicy
 
 _SUFFIXES = {".yaml", ".yml", ".json"}
 _TEMPLATE_KINDS = {
@@ -1117,10 +1119,23 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
     namespaces: dict[str, tuple[dict[str, str], str]] = {}
     pods: dict[tuple[str, str, str], PodInfo] = {}
     foreign: list[ForeignPolicy] = []
+    ordered: dict[tuple[str, str], TPolicy] = {}
     for path in iter_files(paths):
         for doc in read_documents(path):
             kind = _kind(doc)
-            if (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
+            if adminpolicy.compiled(doc.body.get("apiVersion"), kind):
+                admin = parse_admin_policy(doc)
+                key = (admin.dialect, admin.ref)
+                if key in ordered:
+                    raise InputError(
+                        f"{admin.dialect} {admin.ref} is defined twice (also in "
+                        f"{ordered[key].where})",
+                        file=doc.file,
+                        line=doc.line,
+                        obj=f"{admin.dialect} {admin.ref}",
+                    )
+                ordered[key] = admin
+            elif (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
                 foreign.append(found)
             elif kind == "NetworkPolicy":
                 check_policy_api_version(doc)
@@ -1161,7 +1176,52 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
         {name: labels for name, (labels, _) in namespaces.items()},
         pods.values(),
         foreign=foreign,
+        ordered=ordered.values(),
     )
+
+
+def parse_admin_policy(doc: Document) -> TPolicy:
+    """An AdminNetworkPolicy, BaselineAdminNetworkPolicy or ClusterNetworkPolicy, lowered."""
+    kind = _kind(doc)
+    _, name = _metadata(doc)
+    obj = f"{kind} {name}"
+    if kind == adminpolicy.BANP and name != adminpolicy.BASELINE_NAME:
+        raise InputError(
+            f"a BaselineAdminNetworkPolicy must be named {adminpolicy.BASELINE_NAME!r} "
+            f"(the cluster has one), not {excerpt(name)}",
+            file=doc.file,
+            line=_line_at(doc, ["metadata", "name"]),
+            obj=obj,
+            field="metadata.name",
+        )
+    spec = doc.body.get("spec")
+    if not isinstance(spec, dict):
+        raise InputError(
+            "spec is missing or not a mapping",
+            file=doc.file,
+            line=_line_at(doc, ["spec"]),
+            obj=obj,
+            field="spec",
+        )
+    model = adminpolicy.SPECS[kind]
+    try:
+        parsed = model.model_validate(spec)
+    except ValidationError as exc:
+        loc, field, msg = _first_error(exc, "spec", model)
+        raise InputError(
+            msg, file=doc.file, line=_line_at(doc, ["spec", *loc]), obj=obj, field=field
+        ) from None
+    try:
+        return adminpolicy.lower(kind, name, parsed, where=f"{doc.file}:{doc.line}")
+    except adminpolicy.SpecError as exc:
+        path: list[str | int] = ["spec", *exc.path]
+        raise InputError(
+            str(exc),
+            file=doc.file,
+            line=_line_at(doc, path),
+            obj=obj,
+            field=_format_loc(path),
+        ) from None
 
 
 def foreign_policy(doc: Document, *, where: str) -> ForeignPolicy | None:

@@ -491,3 +491,39 @@ def test_a_reconcile_waits_for_an_apply_holding_the_lock_then_completes(
         lambda: not api.must("Lease", "nsgsync", name)["spec"].get("holderIdentity"),
         "the lock released after the reconcile",
     )
+
+
+def test_admin_network_policies_are_watched_and_compiled(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    assert 9300 not in ingress_ports(ec2, "shop-db")
+    api.add(
+        {
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": "scrape-db"},
+            "spec": {
+                "priority": 5,
+                "subject": {
+                    "pods": {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "shop"}
+                        },
+                        "podSelector": {"matchLabels": {"tier": "db"}},
+                    }
+                },
+                "ingress": [
+                    {
+                        "action": "Allow",
+                        "from": [{"namespaces": {"matchLabels": {"purpose": "monitoring"}}}],
+                        "ports": [{"portNumber": {"protocol": "TCP", "port": 9300}}],
+                    }
+                ],
+            },
+        }
+    )
+    wait_for(lambda: 9300 in ingress_ports(ec2, "shop-db"), "the admin policy in the cloud")
+    api.delete("AdminNetworkPolicy", "", "scrape-db")
+    wait_for(lambda: 9300 not in ingress_ports(ec2, "shop-db"), "and gone with it")

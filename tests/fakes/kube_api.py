@@ -75,6 +75,12 @@ RESOURCES: dict[str, Resource] = {
     "AdminNetworkPolicy": Resource(
         "policy.networking.k8s.io/v1alpha1", "adminnetworkpolicies", namespaced=False
     ),
+    "BaselineAdminNetworkPolicy": Resource(
+        "policy.networking.k8s.io/v1alpha1", "baselineadminnetworkpolicies", namespaced=False
+    ),
+    "ClusterNetworkPolicy": Resource(
+        "policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies", namespaced=False
+    ),
 }
 _BY_PATH = {(r.prefix, r.plural): (kind, r) for kind, r in RESOURCES.items()}
 APPLY_PATCH = "application/apply-patch+yaml"
