@@ -22,15 +22,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from nsgsync.errors import (
+    CloudError,
     ConcurrentChangeError,
     GuardrailError,
     LimitError,
+    ProviderError,
     StalePlanError,
     excerpt,
 )
 from nsgsync.intent import Finding, Intent
 from nsgsync.plan import Change, Ident, Op, Plan, Resource, Retiring, Role, fingerprint
-from nsgsync.provider import Adapter, Applied, Budget, Footprint, Phase, Progress, Snapshot
+from nsgsync.provider import (
+    Adapter,
+    Applied,
+    Budget,
+    Footprint,
+    Phase,
+    Progress,
+    Snapshot,
+    Timeouts,
+)
 
 ORDER = (
     Phase.ADD,
@@ -532,9 +543,11 @@ def apply_plan(
     progress: Progress,
     snapshot: Snapshot | None = None,
     saved: bool = False,
+    timeouts: Timeouts | None = None,
 ) -> None:
     """Apply `plan` (read against `snapshot`, the one the plan was made from, or a fresh
-    read). A saved plan is refused if the cloud changed since it was made."""
+    read). A saved plan is refused if the cloud changed since it was made. With `timeouts`,
+    the apply stops between two calls once the run's deadline has passed."""
     if isinstance(plan, Planned):
         snapshot = snapshot or plan.snapshot
         plan = plan.plan
@@ -552,7 +565,66 @@ def apply_plan(
     if plan.empty:
         progress("nothing to do: the cloud already matches")
         return
-    run(adapter, schedule(adapter, plan, snapshot), plan, session, snapshot, progress=progress)
+    run(
+        adapter,
+        schedule(adapter, plan, snapshot),
+        plan,
+        session,
+        snapshot,
+        progress=progress,
+        timeouts=timeouts,
+    )
+
+
+@dataclass
+class Ledger:
+    """What an apply has done so far: the segments' progress on stderr while it runs, and,
+    when it stops midway, what was done and what was not."""
+
+    todo: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, verb) -> count
+    done: Counter[tuple[str, str]] = field(default_factory=Counter)
+    left: Counter[str] = field(default_factory=Counter)  # segment -> changes not yet done
+    calls: int = 0
+
+    @staticmethod
+    def _what(c: Change) -> tuple[str, str]:
+        verb = {Op.ADD: "added", Op.CHANGE: "changed", Op.DESTROY: "destroyed"}[c.op]
+        return (c.resource.type, verb)
+
+    @classmethod
+    def of(cls, plan: Plan) -> Ledger:
+        ledger = cls()
+        for c in plan.changes:
+            ledger.todo[cls._what(c)] += 1
+            ledger.left[c.resource.segment or ""] += 1
+        return ledger
+
+    def made(self, changes: Sequence[Change]) -> None:
+        """One write call made, which did `changes`."""
+        self.calls += 1
+        self.settle(changes)
+
+    def settle(self, changes: Sequence[Change]) -> None:
+        """Changes that needed no call of their own (the cloud made the rule with its group)."""
+        for c in changes:
+            self.done[self._what(c)] += 1
+            self.left[c.resource.segment or ""] -= 1
+
+    def line(self) -> str:
+        segments = [n for s, n in self.left.items() if s]
+        finished = sum(1 for n in segments if n <= 0)
+        return f"[{finished}/{len(segments)} segments done, {self.calls} write calls]"
+
+    @staticmethod
+    def _say(counts: Counter[tuple[str, str]]) -> str:
+        items = sorted((k, n) for k, n in counts.items() if n > 0)
+        return ", ".join(f"{n} {type_} {verb}" for (type_, verb), n in items) or "nothing"
+
+    def summary(self) -> str:
+        return (
+            f"  done before it stopped ({self.calls} write calls): {self._say(self.done)}\n"
+            f"  not done: {self._say(self.todo - self.done)}"
+        )
 
 
 def run(
@@ -563,7 +635,44 @@ def run(
     snapshot: Snapshot,
     *,
     progress: Progress,
+    timeouts: Timeouts | None = None,
 ) -> None:
+    """Run the schedule; when a call fails (or the run's deadline passes between two), stop,
+    and let the error say what was done and what was not."""
+    ledger = Ledger.of(plan)
+    limits = timeouts or Timeouts()
+
+    def tell(message: str) -> None:
+        progress(f"{message} {ledger.line()}")
+
+    try:
+        _run(adapter, sched, plan, session, snapshot, tell=tell, ledger=ledger, limits=limits)
+    except ProviderError as exc:  # a cloud call failed (not a stop asked for by the caller)
+        transient = isinstance(exc, CloudError) and exc.transient
+        exc.stopped_apply(
+            ledger.summary(),
+            then="the next apply completes it (it reads the cloud as it is now)"
+            if transient
+            else "once that is fixed, the next apply completes it",
+        )
+        raise
+
+
+def _run(
+    adapter: Adapter,
+    sched: Schedule,
+    plan: Plan,
+    session: object,
+    snapshot: Snapshot,
+    *,
+    tell: Progress,
+    ledger: Ledger,
+    limits: Timeouts,
+) -> None:
+    progress = tell
+    # Changes made up on the way (the removal of a rule the cloud made with its group) are
+    # not the plan's: the ledger counts the plan's own.
+    plan_keys = {c.key for c in plan.changes}
     applied = Applied(
         {r.ident: r.cloud_id for r in snapshot.resources if r.role is Role.CONTAINER and r.cloud_id}
     )
@@ -580,21 +689,27 @@ def run(
     if containers:
         expect.verify(adapter, session, Phase.CREATE, containers, applied=applied)
     for c in sched.creates:
-        made = adapter.create(
-            session, c, new_rules.get(c.resource.ident, []), applied=applied, progress=progress
-        )
+        limits.check(f"creating {c.key}")
+        rules = new_rules.get(c.resource.ident, [])
+        made = adapter.create(session, c, rules, applied=applied, progress=progress)
         expect.done([c])
         if made is not None:
             applied.ids[made.ident] = made.cloud_id
             absorbed |= made.absorbed
             implicit += made.implicit
-            expect.done(new_rules.get(c.resource.ident, []), only=made.absorbed)
+            expect.done(rules, only=made.absorbed)
             expect.made(made.implicit)
+        ledger.made([c, *(r for r in rules if made and r.resource.ident in made.absorbed)])
     for c in sched.retags:
+        limits.check(f"changing {c.key}")
         adapter.create(session, c, (), applied=applied, progress=progress)
         expect.done([c])
+        ledger.made([c])
     if implicit:
         _adopt(adapter, phases, implicit, plan)
+        # An implicit rule kept as it is needs no call: its planned add is done.
+        kept = {r.key for r in implicit} - {c.key for cs in phases.values() for c in cs}
+        ledger.settle([c for c in plan.changes if c.key in kept])
     for phase in ORDER:
         if phase is Phase.NARROW and sched.pairs:
             expect.verify(adapter, session, phase, sched.pairs, applied=applied)
@@ -605,8 +720,10 @@ def run(
         if todo:
             expect.verify(adapter, session, phase, todo, applied=applied)
         for batch in _batches(adapter, phase, todo):
+            limits.check(f"the {phase} phase's next call")
             adapter.write(session, phase, batch, applied=applied, progress=progress)
             expect.done(batch, cascade=phase is Phase.DELETE and adapter.cascades)
+            ledger.made([c for c in batch if c.key in plan_keys])
 
 
 # --- the optimistic check: what a phase touches is as the plan saw it ---

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from enum import StrEnum
 
 # Quoted input is cut to this many characters: a hostile or runaway value (a YAML alias
 # bomb expands to gigabytes) must never turn into an error message of that size.
@@ -46,6 +47,13 @@ class NsgsyncError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    def stopped_apply(self, summary: str, *, then: str) -> None:
+        """Make this the error an apply stopped at: what it did and did not, and what next.
+        The error keeps its class: callers tell failures apart by it."""
+        self.message = f"apply stopped midway: {self.message}\n{summary}"
+        self.hint = f"{self.hint}; {then}" if self.hint else then
+        self.args = (self.message,)
 
 
 class InputError(NsgsyncError):
@@ -132,3 +140,55 @@ class LockError(NsgsyncError):
         "wait for the other apply to finish, or pass --lock-timeout SECONDS to wait for it; "
         "a lock whose holder died expires by itself (docs/operating-in-production.md, Locking)"
     )
+
+
+class Failure(StrEnum):
+    """What kind of thing went wrong in a cloud call: it decides whether running again helps."""
+
+    QUOTA = "quota"  # a limit of the account or resource: no rerun fixes it
+    COLLISION = "name-collision"  # a name nsgsync needs is held by something it does not own
+    DEPENDENCY = "dependency"  # something else still uses what nsgsync would delete
+    PERMISSION = "permission"  # credentials missing, expired or not allowed the call
+    THROTTLING = "throttling"  # the API's rate limit, beyond the SDK's retries
+    TRANSPORT = "transport"  # no answer, a dropped connection, a server error, not the API
+    INVALID = "invalid"  # the cloud refused the request itself
+    CONFLICT = "conflict"  # the cloud changed under the run (another writer)
+    TIMEOUT = "timeout"  # the run's --timeout was reached
+
+
+# Failures that a later run, unchanged, can get past: the next apply completes the work.
+TRANSIENT = frozenset({Failure.THROTTLING, Failure.TRANSPORT, Failure.CONFLICT, Failure.TIMEOUT})
+
+HINTS = {
+    Failure.QUOTA: "a cloud quota is reached and running again fails the same way: raise the "
+    "quota, or make the policies need fewer rules (see docs/operating-in-production.md)",
+    Failure.COLLISION: "a resource with the name nsgsync needs exists and nsgsync does not own "
+    "it (no ownership marks): rename or delete it by hand, or change the cluster name",
+    Failure.DEPENDENCY: "something outside nsgsync still uses the resource; running again "
+    "fails the same way until that user is moved off it",
+    Failure.PERMISSION: "the credentials are missing, expired or not allowed this call: grant "
+    "the permissions listed in the provider's page under docs/",
+    Failure.THROTTLING: "the cloud API's rate limit was exceeded beyond the retries; wait a "
+    "few minutes, or run less often",
+    Failure.TRANSPORT: "the endpoint did not answer, dropped the connection or answered with "
+    "something that is not the cloud API: check the network path, proxies and endpoint "
+    "settings",
+    Failure.INVALID: "the cloud refused the request as invalid; running again fails the same "
+    "way: run with --debug and report it, with the provider settings in use",
+    Failure.CONFLICT: "the cloud changed during the run (another apply, or a change by hand); "
+    "run plan again to see the cloud as it is now",
+    Failure.TIMEOUT: "the run reached its --timeout; raise it, or look for a slow endpoint",
+}
+
+
+class CloudError(ProviderError):
+    """A cloud call failed; `failure` says what kind of failure, and whether a rerun helps."""
+
+    def __init__(self, message: str, *, failure: Failure, hint: str = "", code: str = "") -> None:
+        super().__init__(message, hint=hint or HINTS[failure])
+        self.failure = failure
+        self.code = code
+
+    @property
+    def transient(self) -> bool:
+        return self.failure in TRANSIENT

@@ -63,6 +63,16 @@ class Code(StrEnum):
     DIALECT_NOT_ENFORCED = "dialect-not-enforced"
     # network-policy-api's admin kinds (docs/admin-policies.md).
     ADMIN_PRIORITY_TIE = "admin-priority-tie"
+    # Cilium (docs/cilium.md): what lowering its policies widened or left out.
+    CILIUM_HOST_POLICY = "cilium-host-policy"
+    CILIUM_L7_WIDENED = "cilium-l7-widened"
+    CILIUM_FQDN_WIDENED = "cilium-fqdn-widened"
+    CILIUM_SERVICES_WIDENED = "cilium-services-widened"
+    CILIUM_GROUPS_WIDENED = "cilium-groups-widened"
+    CILIUM_IDENTITY_WIDENED = "cilium-identity-widened"
+    CILIUM_AUTH_IGNORED = "cilium-auth-ignored"
+    CILIUM_CRDS_ABSENT = "cilium-crds-absent"
+    CILIUM_ICMP_WIDENED = "cilium-icmp-widened"
 
 
 class Source(BaseModel):

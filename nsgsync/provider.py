@@ -19,6 +19,7 @@ or in the `Applied` record the engine passes along.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,7 +28,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
-from nsgsync.errors import ProviderError, TopologyError, did_you_mean, excerpt
+from nsgsync.errors import CloudError, Failure, ProviderError, TopologyError, did_you_mean, excerpt
 from nsgsync.intent import Finding, Intent, IntentProtocol, Rule
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet, PortSet
@@ -52,6 +53,54 @@ class Phase(StrEnum):
     REMOVE = "remove"  # stale rules
     UNLINK = "unlink"  # stale links
     DELETE = "delete"  # stale containers
+
+
+# Seconds, per attempt of one cloud call: a connection is made in well under a second where
+# the endpoint is reachable at all, and the slowest call nsgsync makes (a page of 1,000 rules)
+# answers in a few. An endpoint that accepts and never answers fails in seconds, not minutes.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+ATTEMPTS = 5  # per call, the first included; the SDKs back off between them
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one cloud call may take, and (`deadline`, on `time.monotonic()`'s clock)
+    when the whole run stops: adapters give every SDK client these, and the engine checks
+    the deadline between calls."""
+
+    connect: float = CONNECT_TIMEOUT
+    read: float = READ_TIMEOUT
+    attempts: int = ATTEMPTS
+    deadline: float | None = None
+    limit: float | None = None  # the --timeout it came from, for messages
+
+    @classmethod
+    def run_for(cls, seconds: float | None) -> Timeouts:
+        if seconds is None:
+            return cls()
+        return cls(deadline=time.monotonic() + seconds, limit=seconds)
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def read_timeout(self) -> float:
+        """The read timeout of one attempt: never past the run's deadline."""
+        left = self.left()
+        return self.read if left is None else max(0.5, min(self.read, left))
+
+    def connect_timeout(self) -> float:
+        left = self.left()
+        return self.connect if left is None else max(0.5, min(self.connect, left))
+
+    def check(self, doing: str) -> None:
+        """Raise CloudError(TIMEOUT) when the deadline has passed, before `doing`."""
+        left = self.left()
+        if left is not None and left <= 0:
+            raise CloudError(
+                f"the run reached its --timeout of {self.limit:g} s before {doing}",
+                failure=Failure.TIMEOUT,
+            )
 
 
 @dataclass(frozen=True)
@@ -400,6 +449,7 @@ __all__ = [
     "Progress",
     "Provider",
     "Snapshot",
+    "Timeouts",
     "any_protocol",
     "configure",
     "dont_care_peers",

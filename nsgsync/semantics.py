@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from nsgsync.errors import InputError
 from nsgsync.model import NetworkPolicy, Peer, PodInfo, PolicyPort, PolicyType, Protocol
+from nsgsync.model.cilium import ALLOW_STAGE as CILIUM_ALLOW_STAGE
+from nsgsync.model.cilium import DENY_STAGE as CILIUM_DENY_STAGE
 from nsgsync.model.tiers import (
     Action,
     End,
@@ -205,11 +207,20 @@ def entity_matches(entity: Entity, other: Endpoint, pipeline: Pipeline) -> bool 
         return True
     if entity is Entity.WORLD:
         return not in_cluster
+    if entity in (Entity.WORLD_IPV4, Entity.WORLD_IPV6):
+        version = 4 if entity is Entity.WORLD_IPV4 else 6
+        return not in_cluster and ipaddress.ip_address(other.ip).version == version
     if entity is Entity.CLUSTER:
         return in_cluster
     if entity in (Entity.HOST, Entity.REMOTE_NODE):
         # Which node a pod runs on is not known: a node address may be either.
         return None if is_node else False
+    if entity in (Entity.HEALTH, Entity.INGRESS):
+        # Addresses on the nodes, or in the pod ranges, that are no pod nsgsync knows.
+        return None if in_cluster and not is_pod else False
+    if entity in (Entity.INIT, Entity.UNMANAGED):
+        # Any endpoint of the cluster may be one, for a while or for good.
+        return None if in_cluster else False
     if entity is Entity.KUBE_APISERVER:
         if _in_cidrs(other.ip, pipeline.apiserver_cidrs):
             return True
@@ -546,24 +557,23 @@ def calico_stages(
 def cilium_stages(
     network_policies: Sequence[NetworkPolicy], ordered: Sequence[TPolicy]
 ) -> tuple[Stage, ...]:
-    """Cilium's order: one stage where every Deny rule comes before every Allow.
+    """Cilium's order (docs/cilium.md): any deny wins; then the allows, a union.
 
-    A placeholder for the Cilium dialect to refine: each policy is split into its Deny
-    rules (first) and the rest, and a selected endpoint is denied what no rule allowed.
+    The deny stage hands what none of its rules denied to the allow stage, where Cilium's
+    allow rules sit beside the NetworkPolicies (Cilium enforces both as one set of rules):
+    a pod that any of them selects in a direction is denied there what none allows.
     """
-    policies = [*ordered, *(lower_network_policy(p) for p in network_policies)]
-    denies = [
-        replace(p, rules=tuple(r for r in p.rules if r.action is Action.DENY), order=(0, p.ref))
-        for p in policies
-    ]
-    rest = [
-        replace(p, rules=tuple(r for r in p.rules if r.action is not Action.DENY), order=(1, p.ref))
-        for p in policies
-    ]
+    deny = tuple(sorted((p for p in ordered if p.stage == CILIUM_DENY_STAGE), key=_by_order))
+    allow = tuple(sorted((p for p in ordered if p.stage != CILIUM_DENY_STAGE), key=_by_order))
     return (
+        Stage(CILIUM_DENY_STAGE, deny, End.NEXT),
         Stage(
-            "Cilium",
-            (*sorted(denies, key=lambda p: p.ref), *sorted(rest, key=lambda p: p.ref)),
+            CILIUM_ALLOW_STAGE,
+            allow + tuple(lower_network_policy(p) for p in network_policies),
             End.DENY_IF_SELECTED,
         ),
     )
+
+
+def _by_order(policy: TPolicy) -> tuple[str, str]:
+    return (policy.ref, repr(policy.order))

@@ -97,7 +97,8 @@ def policy_change(topology: Topology, intent: Intent, inventory: Inventory) -> P
         [*inventory.policies, extra],
         inventory.namespaces,
         inventory.pods,
-        ordered=inventory.ordered,
+        ordered=inventory.ordered,  # the other dialects' policies stay as they were
+        notes=inventory.notes,
     )
     return PolicyChange(
         target=target,

@@ -12,6 +12,7 @@ from nsgsync.compile import CompileOptions, compile_intent
 from nsgsync.errors import InputError
 from nsgsync.intent import Intent
 from nsgsync.model import Inventory, Topology
+from nsgsync.provider import Adapter, Timeouts
 from nsgsync.sources import load_cluster, load_manifests, load_topology, merge_inventories
 
 
@@ -123,6 +124,40 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
     )
     intent = compile_intent(topology, inventory, options=options)
     return Inputs(topology, inventory, intent)
+
+
+def add_timeout_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="stop the whole run after SECONDS (counted from its start): no call is begun "
+        "past it and no call waits past it; an apply that stops says what it did and what "
+        "is left (e.g. --timeout 600 under a CronJob's activeDeadlineSeconds)",
+    )
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds: argparse turns the ValueError into a usage error."""
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def timeouts(args: argparse.Namespace) -> Timeouts:
+    """The run's timeouts, its deadline counted from the first time they are asked for."""
+    made = getattr(args, "_timeouts", None)
+    if made is None:
+        made = Timeouts.run_for(getattr(args, "timeout", None))
+        args._timeouts = made
+    return made
+
+
+def cloud_session(adapter: Adapter, args: argparse.Namespace) -> object:
+    """A session with the cloud whose every call is bounded by the run's timeouts, and
+    which says on stderr how many calls a long read has made."""
+    return adapter.session(timeouts=timeouts(args), progress=progress)
 
 
 def progress(message: str) -> None:

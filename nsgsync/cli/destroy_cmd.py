@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from nsgsync.cli.common import add_lock_options, apply_lock, progress
+from nsgsync.cli.common import (
+    add_lock_options,
+    add_timeout_option,
+    apply_lock,
+    cloud_session,
+    progress,
+    timeouts,
+)
 from nsgsync.cli.plan_cmd import _review_and_apply
 from nsgsync.engine import Guardrails, check_guardrails, make_plan
 from nsgsync.intent import Intent
@@ -51,13 +58,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="refuse a plan that destroys more than N resources",
     )
     add_lock_options(p, cluster_options=True)
+    add_timeout_option(p)
     p.set_defaults(run=run_destroy)
 
 
 def run_destroy(args: argparse.Namespace) -> int:
+    timeouts(args)  # the run's clock starts here
     topology = load_topology(args.topology)
     adapter = configure(topology, source=args.topology)
-    session = adapter.session()
+    session = cloud_session(adapter, args)
     nothing = Intent(cluster=topology.cluster, segments=())
     if (args.kubeconfig or args.context) and not args.lock_namespace:
         # A cluster named for destroy is where its lock is held.
@@ -106,5 +115,6 @@ def run_destroy(args: argparse.Namespace) -> int:
             verb="Destroy",
             show=args.output != "json",
             progress=lock.progress,
+            limits=timeouts(args),
         )
     return code or changed

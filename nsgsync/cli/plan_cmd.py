@@ -14,17 +14,21 @@ from nsgsync.cli import plan_view
 from nsgsync.cli.common import (
     add_input_options,
     add_lock_options,
+    add_timeout_option,
     apply_lock,
+    cloud_session,
     progress,
     read_inputs,
+    timeouts,
 )
 from nsgsync.cli.findings import render_findings
 from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan
 from nsgsync.errors import InputError, excerpt
 from nsgsync.intent import Severity
+from nsgsync.jsontext import write_stdout
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
-from nsgsync.provider import Adapter, Attaching, Snapshot, configure
+from nsgsync.provider import Adapter, Attaching, Snapshot, Timeouts, configure
 from nsgsync.sources import apply_objects, cluster_client, load_topology, prune_objects
 
 PLAN_EXAMPLES = """\
@@ -79,6 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="write the plan as JSON, for `nsgsync apply FILE` after review",
     )
+    add_timeout_option(plan)
     plan.set_defaults(run=run_plan)
 
     apply = sub.add_parser(
@@ -114,6 +119,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(AWS: SecurityGroupPolicy), with the kubeconfig's or in-cluster credentials",
     )
     add_lock_options(apply)
+    add_timeout_option(apply)
     apply.set_defaults(run=run_apply)
 
 
@@ -135,9 +141,10 @@ def run_plan(args: argparse.Namespace) -> int:
             hint="drop --offline to save a plan for `nsgsync apply`, or drop --save-plan "
             "(use -o json to keep an offline plan for review)",
         )
+    timeouts(args)  # the run's clock starts here
     inputs = read_inputs(args)
     adapter = configure(inputs.topology, source=args.topology)
-    session = None if args.offline else adapter.session()
+    session = None if args.offline else cloud_session(adapter, args)
     if not args.offline:
         progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
     planned = make_plan(adapter, inputs.intent, session=session)
@@ -150,7 +157,7 @@ def run_plan(args: argparse.Namespace) -> int:
         )
     findings = (*inputs.intent.findings, *planned.findings)
     if args.output == "json":
-        print(plan.to_json(), end="")
+        write_stdout(plan.to_json_bytes())
     elif args.output == "markdown":
         print(plan_view.markdown(plan, findings, args), end="")
     else:
@@ -166,7 +173,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def _save(plan: Plan, path: Path) -> None:
     try:
-        path.write_text(plan.to_json())
+        path.write_bytes(plan.to_json_bytes())
     except OSError as exc:
         raise InputError(
             f"cannot write the plan: {exc.strerror or exc}",
@@ -200,9 +207,10 @@ def _confirm(auto: bool) -> bool:
 def run_apply(args: argparse.Namespace) -> int:
     if args.plan_file:
         return _apply_saved(args)
+    timeouts(args)  # the run's clock starts here
     inputs = read_inputs(args)
     adapter = configure(inputs.topology, source=args.topology)
-    session = adapter.session()
+    session = cloud_session(adapter, args)
     # Held from before the read the plan is made from until the last write.
     with apply_lock(args, inputs.topology) as lock:
         progress(f"reading what nsgsync owns for cluster {inputs.topology.cluster} ...")
@@ -221,6 +229,7 @@ def run_apply(args: argparse.Namespace) -> int:
             snapshot=planned.snapshot,
             auto_approve=args.auto_approve,
             progress=lock.progress,
+            limits=timeouts(args),
         )
         if code == 0 and args.apply_attachments:
             _attach(args, adapter, inputs.inventory.namespaces, session)
@@ -238,6 +247,7 @@ def _review_and_apply(
     verb: str = "Apply",
     show: bool = True,
     progress: Callable[[str], None] = progress,
+    limits: Timeouts | None = None,
 ) -> int:
     """Print the plan, ask (unless auto-approved), apply, and say what was done."""
     if show:
@@ -247,7 +257,15 @@ def _review_and_apply(
     if not _confirm(auto_approve):
         print(f"{verb} cancelled; nothing was changed.")
         return 1
-    apply_plan(adapter, plan, session, progress=progress, snapshot=snapshot, saved=saved)
+    apply_plan(
+        adapter,
+        plan,
+        session,
+        progress=progress,
+        snapshot=snapshot,
+        saved=saved,
+        timeouts=limits,
+    )
     s = plan.summary()
     done = (
         f"{verb} complete! Resources: {s['add']} added, {s['change']} changed, "
@@ -300,6 +318,7 @@ def _attach(
 
 
 def _apply_saved(args: argparse.Namespace) -> int:
+    timeouts(args)  # the run's clock starts here
     path = Path(args.plan_file)
     topology = load_topology(args.topology)
     adapter = configure(topology, source=args.topology)
@@ -329,7 +348,7 @@ def _apply_saved(args: argparse.Namespace) -> int:
             f"{topology.provider}/{topology.cluster}",
             file=str(path),
         )
-    session = adapter.session()
+    session = cloud_session(adapter, args)
     check_guardrails(
         plan,
         guardrails=Guardrails(max_deletions=args.max_deletions, allow_empty=True),
@@ -345,4 +364,5 @@ def _apply_saved(args: argparse.Namespace) -> int:
             auto_approve=args.auto_approve,
             saved=True,
             progress=lock.progress,
+            limits=timeouts(args),
         )

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from nsgsync.cli.common import seconds
 from nsgsync.errors import InputError
 from nsgsync.sources import load_topology
 
@@ -107,6 +108,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="AWS: also keep the SecurityGroupPolicy objects in step (stale ones deleted "
         "before their group is)",
+    )
+    loop.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="stop a reconcile's apply after SECONDS (no call begins or waits past it); "
+        "it says what it did and is retried like any failed reconcile (default: no limit "
+        "beyond each call's own timeouts; e.g. --timeout 600)",
     )
     loop.add_argument(
         "--retry-max",
@@ -265,6 +274,7 @@ def run_controller(args: argparse.Namespace) -> int:
         ignore_kinds=frozenset(args.ignore_kinds),
         apply_attachments=args.apply_attachments,
         retry_max=args.retry_max,
+        timeout=args.timeout,
         address=address,
         port=port,
         event_interval=args.event_interval,

@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from nsgsync.compile.tiers import TieredCompiler
 
 UNSEGMENTED = "(unsegmented pods)"
+# Notes from the sources that change no rule: what is left out allows nothing here.
+_INFO_NOTES = frozenset(
+    {Code.CILIUM_HOST_POLICY, Code.CILIUM_AUTH_IGNORED, Code.CILIUM_CRDS_ABSENT}
+)
 # Namespaces nobody told nsgsync of: when the namespaces read are not known to be all of
 # the cluster's, pods may live in others, with unknown labels. Not a valid namespace name.
 OTHER_NAMESPACES = "(other namespaces)"
@@ -670,6 +674,7 @@ class _Compiler:
 
     def run(self) -> Intent:
         self._foreign_findings()
+        self._note_findings()
         if self.tiers is not None:
             self.tiers.cluster_findings()
         for seg in self.segments:
@@ -909,6 +914,13 @@ class _Compiler:
                         "without them"
                     ),
                 )
+
+    def _note_findings(self) -> None:
+        """What the sources' lowering of other dialects widened or left out, as said."""
+        for code, policy, message in self.inventory.notes:
+            found = Code(code)
+            severity = Severity.INFO if found in _INFO_NOTES else Severity.WARNING
+            self._find(severity, found, policy=policy or None, message=message)
 
     def _unsegmented_findings(self) -> None:
         if not self.rest.possible:

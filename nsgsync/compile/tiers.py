@@ -173,6 +173,13 @@ class TieredCompiler:
             return base.node_addresses, nothing
         if entity is Entity.KUBE_APISERVER:
             return (apiserver or everywhere - base.pod_addresses), apiserver
+        if entity in (Entity.WORLD_IPV4, Entity.WORLD_IPV6):
+            family = AddressSet.from_cidrs(["0.0.0.0/0" if entity is Entity.WORLD_IPV4 else "::/0"])
+            world = (everywhere - cluster) & family
+            return world, world
+        if entity in (Entity.HEALTH, Entity.INGRESS, Entity.INIT, Entity.UNMANAGED):
+            # Cluster-side identities nsgsync cannot place (semantics.entity_matches).
+            return cluster, nothing
         raise AssertionError(entity)
 
     def addresses(self, rule: TRule) -> tuple[AddressSet, AddressSet]:

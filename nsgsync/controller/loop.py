@@ -43,6 +43,7 @@ from nsgsync.controller.reconcile import (
 from nsgsync.controller.watch import Backoff, Cache
 from nsgsync.errors import GuardrailError, NsgsyncError
 from nsgsync.model import Topology
+from nsgsync.provider import Timeouts
 from nsgsync.sources import load_topology
 
 log = logging.getLogger("nsgsync.controller")
@@ -66,6 +67,7 @@ class Options:
     port: int | None = 8080  # None: no HTTP server
     event_interval: float = 300.0
     shutdown_grace: float = 20.0
+    timeout: float | None = None  # seconds each reconcile's apply may take
 
 
 class Controller:
@@ -306,6 +308,7 @@ class Controller:
                     ),
                     attacher=attacher,
                     proceed=lambda: self._may_write() and lock.holding(),
+                    timeouts=Timeouts.run_for(opts.timeout),
                 )
         except Abandoned as exc:
             outcome_label = "abandoned"

@@ -31,7 +31,7 @@ from nsgsync.engine import Guardrails, apply_plan, check_guardrails, make_plan, 
 from nsgsync.errors import NsgsyncError
 from nsgsync.intent import Finding
 from nsgsync.model import Inventory, Topology
-from nsgsync.provider import Adapter, Attaching, configure
+from nsgsync.provider import Adapter, Attaching, Timeouts, configure
 
 __all__ = [
     "Abandoned",
@@ -90,6 +90,7 @@ def reconcile_once(
     compile_options: CompileOptions | None = None,
     attacher: Attacher | None = None,
     proceed: Callable[[], bool] = lambda: True,
+    timeouts: Timeouts | None = None,
 ) -> Outcome:
     intent = compile_intent(topology, inventory, options=compile_options)
     planned = make_plan(adapter, intent, session=session)
@@ -119,7 +120,7 @@ def reconcile_once(
     if not plan.empty:
         if not proceed():
             raise Abandoned("reconcile abandoned before its first write")
-        apply_plan(adapter, planned, session, progress=checked)
+        apply_plan(adapter, planned, session, progress=checked, timeouts=timeouts)
     if attaching is not None and attacher is not None:
         snapshot = planned.snapshot if plan.empty else read(adapter, session)
         docs, attach_findings = attaching.attachments(inventory.namespaces, snapshot)

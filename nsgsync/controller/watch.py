@@ -27,6 +27,7 @@ from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, admi
 from nsgsync.model.kinds import KNOWN_KINDS, Effect
 from nsgsync.model.tiers import TPolicy
 from nsgsync.sources.cluster import (
+    DIALECT_KINDS,
     FINISHED,
     NAMESPACES,
     PAGE_SIZE,
@@ -40,6 +41,7 @@ from nsgsync.sources.cluster import (
 )
 from nsgsync.sources.files import (
     Document,
+    OrderedPolicies,
     parse_admin_policy,
     parse_labels,
     parse_pod,
@@ -51,8 +53,9 @@ log = logging.getLogger("nsgsync.controller")
 WATCHED: tuple[Listed, ...] = (NAMESPACES, POLICIES, PODS, *WORKLOADS)
 WHERE = "cluster:watch"
 # Policy kinds nsgsync does not compile but must see (to refuse them, or with --ignore-kind
-# to report them): watched where their CRDs are served, like `load_cluster` lists them.
-FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(KNOWN_KINDS))
+# to report them), and those of the other dialects it compiles: watched where their CRDs
+# are served, like `load_cluster` lists them.
+FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(set(KNOWN_KINDS) | set(DIALECT_KINDS)))
 
 
 @dataclass
@@ -415,9 +418,23 @@ class Cache:
         policies: list[NetworkPolicy] = []
         pods: list[PodInfo] = []
         foreign: list[ForeignPolicy] = []
-        ordered: list[TPolicy] = []
+        ordered = OrderedPolicies()
+        admin: list[TPolicy] = []
         seen: set[tuple[str, str, str]] = set()
         for informer in self.informers:
+            if informer.foreign in DIALECT_KINDS:
+                group, kind = informer.foreign
+                if informer.absent:
+                    ordered.absent.append(f"{kind}.{group}/{DIALECT_KINDS[informer.foreign]}")
+                for obj in informer.objects():
+                    try:
+                        ordered.read(Document(WHERE, 0, obj), kind)
+                    except InputError as exc:
+                        exc.hint = (
+                            "fix the object in the cluster (kubectl edit); the controller retries"
+                        )
+                        raise
+                continue
             if informer.foreign is not None:
                 group, kind = informer.foreign
                 api_version = informer.listed.api_version
@@ -425,7 +442,7 @@ class Cache:
                     # network-policy-api's kinds in a version nsgsync compiles.
                     for obj in informer.objects():
                         body = {**obj, "apiVersion": api_version, "kind": kind}
-                        ordered.append(parse_admin_policy(Document(WHERE, 0, body)))
+                        admin.append(parse_admin_policy(Document(WHERE, 0, body)))
                     continue
                 effect: Effect = KNOWN_KINDS[informer.foreign]
                 for obj in informer.objects():
@@ -449,8 +466,15 @@ class Cache:
         for gone in set(self._parsed) - seen:
             del self._parsed[gone]
         # Every namespace is watched: the list is complete (no unknown namespaces).
+        ordered.note_absent()
         return Inventory.build(
-            policies, labels, pods, namespaces_complete=True, foreign=foreign, ordered=ordered
+            policies,
+            labels,
+            pods,
+            namespaces_complete=True,
+            foreign=foreign,
+            ordered=[*ordered.policies(), *admin],
+            notes=ordered.notes,
         )
 
     def _parse(

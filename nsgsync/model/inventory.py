@@ -26,6 +26,9 @@ class Inventory:
     # Policies of the other dialects (admin kinds, Calico, Cilium), lowered into the ordered
     # model; nsgsync.semantics arranges them into stages for the cluster's policy engine.
     ordered: tuple[TPolicy, ...] = ()
+    # What lowering them widened or left out: (finding code, policy, message), reported by
+    # the compiler as findings.
+    notes: tuple[tuple[str, str, str], ...] = ()
 
     @classmethod
     def build(
@@ -39,6 +42,7 @@ class Inventory:
         namespaces_complete: bool = False,
         foreign: Iterable[ForeignPolicy] = (),
         ordered: Iterable[TPolicy] = (),
+        notes: Iterable[tuple[str, str, str]] = (),
     ) -> Inventory:
         """Sorted, with every namespace that anything names and its name label set.
 
@@ -70,6 +74,7 @@ class Inventory:
             namespaces_complete=namespaces_complete,
             foreign=tuple(sorted(set(foreign))),
             ordered=tuple(sorted(ordered, key=lambda p: (p.dialect, p.ref))),
+            notes=tuple(sorted(set(notes))),
         )
 
     @property

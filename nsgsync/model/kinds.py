@@ -21,8 +21,6 @@ class Effect(StrEnum):
 # (API group, kind) -> effect. Calico's kinds are served as projectcalico.org (API server)
 # and crd.projectcalico.org (the CRDs underneath); both are what users keep in manifests.
 KNOWN_KINDS: dict[tuple[str, str], Effect] = {
-    ("cilium.io", "CiliumNetworkPolicy"): Effect.MAY_ALLOW,
-    ("cilium.io", "CiliumClusterwideNetworkPolicy"): Effect.MAY_ALLOW,
     ("projectcalico.org", "NetworkPolicy"): Effect.MAY_ALLOW,
     ("projectcalico.org", "GlobalNetworkPolicy"): Effect.MAY_ALLOW,
     ("crd.projectcalico.org", "NetworkPolicy"): Effect.MAY_ALLOW,

@@ -49,6 +49,15 @@ class Entity(StrEnum):
     HOST = "host"  # the node the pod runs on
     REMOTE_NODE = "remote-node"  # every other node
     KUBE_APISERVER = "kube-apiserver"
+    WORLD_IPV4 = "world-ipv4"  # the world's IPv4 addresses
+    WORLD_IPV6 = "world-ipv6"
+    # Cluster-side identities that are no pods nsgsync knows as such: Cilium's health
+    # checkers and its ingress proxy (on the nodes), and endpoints whose identity is not
+    # resolved yet (init) or that Cilium does not manage (unmanaged), which may be any pod.
+    HEALTH = "health"
+    INGRESS = "ingress"
+    INIT = "init"
+    UNMANAGED = "unmanaged"
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from nsgsync.intent import API_VERSION
-from nsgsync.jsontext import pretty
+from nsgsync.jsontext import pretty_bytes
 
 
 class Op(StrEnum):
@@ -42,9 +42,16 @@ class Ident:
 
     kind: str
     parts: tuple[str, ...]
+    # Joined once: a plan sorts, diffs and prints by it, 670,000 times at 10,000 policies
+    # on AWS. Not compared, so equality, order and hash stay the parts'.
+    text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        text = "/".join((self.kind, *self.parts)) if self.kind else "/".join(self.parts)
+        object.__setattr__(self, "text", text)
 
     def __str__(self) -> str:
-        return "/".join((self.kind, *self.parts)) if self.kind else "/".join(self.parts)
+        return self.text
 
     @property
     def name(self) -> str:
@@ -69,17 +76,24 @@ class Body(Mapping[str, Any]):
     (`dict(body)`), so a Resource's identity and equality never move.
     """
 
-    __slots__ = ("_data", "_text")
+    __slots__ = ("_canon", "_data")
     _data: dict[str, Any]
-    _text: str
+    _canon: str | None
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         if isinstance(data, Body):
-            self._text, self._data = data._text, data._data
+            self._canon, self._data = data._canon, data._data
             return
-        self._text = _canonical(data)
         # A copy in the caller's key order (plans print it), with tuples as JSON lists.
         self._data = orjson.loads(orjson.dumps(data, default=_plain))
+        # The canonical text when first compared: an offline plan never compares.
+        self._canon = None
+
+    @property
+    def _text(self) -> str:
+        if self._canon is None:
+            self._canon = _canonical(self._data)
+        return self._canon
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -106,6 +120,22 @@ class Body(Mapping[str, Any]):
     @property
     def canonical(self) -> str:
         return self._text
+
+    def with_value(self, path: tuple[str, ...], value: Any) -> Body:
+        """This body with the mapping at `path` holding `value` at its end: only that path's
+        mappings are copied (the rest is shared, never changed in place), so setting a
+        priority does not copy a rule of thousands of prefixes."""
+        new = Body.__new__(Body)
+        new._canon = None
+        new._data = _set_in(self._data, path, orjson.loads(orjson.dumps(value, default=_plain)))
+        return new
+
+
+def _set_in(data: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    head, *rest = path
+    out = dict(data)
+    out[head] = _set_in(data[head], tuple(rest), value) if rest else value
+    return out
 
 
 @dataclass(frozen=True)
@@ -142,7 +172,7 @@ class Resource:
 
     @property
     def key(self) -> str:
-        return str(self.ident)
+        return self.ident.text
 
     def canonical(self, skip: frozenset[str] = frozenset()) -> str:
         if not skip and isinstance(self.body, Body):
@@ -276,6 +306,9 @@ class Plan:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        return self._document(lambda body: dict(body))
+
+    def _document(self, body: Callable[[Mapping[str, Any]], Any]) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": "Plan",
@@ -297,19 +330,36 @@ class Plan:
                     "key": c.key,
                     "segment": c.resource.segment,
                     "id": c.old.cloud_id if c.old is not None else None,
-                    "before": dict(c.old.body) if c.old is not None else None,
-                    "after": dict(c.new.body) if c.new is not None else None,
+                    "before": body(c.old.body) if c.old is not None else None,
+                    "after": body(c.new.body) if c.new is not None else None,
                 }
                 for c in self.changes
             ],
             "desired": [
-                {"type": r.type, "key": r.key, "segment": r.segment, "body": dict(r.body)}
+                {"type": r.type, "key": r.key, "segment": r.segment, "body": body(r.body)}
                 for r in self.desired
             ],
         }
 
+    def to_json_bytes(self) -> bytes:
+        """The Plan JSON as UTF-8, the bodies encoded where they are (not copied first)."""
+        return pretty_bytes(self._document(_as_is), default=_body_json)
+
     def to_json(self) -> str:
-        return pretty(self.to_dict())
+        return self.to_json_bytes().decode()
+
+
+def _as_is(body: Mapping[str, Any]) -> Any:
+    return body
+
+
+def _body_json(value: object) -> object:
+    # orjson encodes dicts natively; a Body (or another Mapping) comes here.
+    if isinstance(value, Body):
+        return value._data
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 Restore = Callable[[str, str, Mapping[str, Any], "str | None"], Resource]

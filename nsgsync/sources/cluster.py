@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy, cilium
 from nsgsync.model.kinds import KNOWN_KINDS
 from nsgsync.model.tiers import TPolicy
 from nsgsync.sources.files import (
     Document,
+    OrderedPolicies,
     parse_admin_policy,
     parse_labels,
     parse_pod,
@@ -107,6 +108,9 @@ class _Expired(Exception):
 class _NotServed(Exception):
     """The API server does not serve the path (404): a kind whose CRD is not installed."""
 
+
+# The kinds of the other dialects nsgsync compiles, by (group, kind): the version it reads.
+DIALECT_KINDS = {("cilium.io", kind): "v2" for kind in cilium.KINDS}
 
 _FOREIGN_RBAC_HINT = (
     "nsgsync must see every policy kind that may allow traffic: grant get/list/watch on "
@@ -377,15 +381,23 @@ def _read(
                     if (pod := parse_pod(doc)) is not None:
                         pods.append(pod)
         served = _served(api_client, where)
-        foreign = _foreign(api_client, where, page_size, served)
-        ordered = _admin_policies(api_client, where, page_size, served)
+        ordered = OrderedPolicies()
+        foreign = _foreign(api_client, where, page_size, served, ordered)
+        ordered.note_absent()
+        admin = _admin_policies(api_client, where, page_size, served)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
         raise
     # Every namespace was listed, whatever `namespaces` limits: the list is complete.
     return Inventory.build(
-        policies, labels, pods, namespaces_complete=True, foreign=foreign, ordered=ordered
+        policies,
+        labels,
+        pods,
+        namespaces_complete=True,
+        foreign=foreign,
+        ordered=[*ordered.policies(), *admin],
+        notes=ordered.notes,
     )
 
 
@@ -446,15 +458,29 @@ def _admin_policies(
 
 
 def _foreign(
-    api_client: Any, where: str, page_size: int, served: Mapping[str, list[str]]
+    api_client: Any,
+    where: str,
+    page_size: int,
+    served: Mapping[str, list[str]],
+    ordered: OrderedPolicies,
 ) -> list[ForeignPolicy]:
-    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist."""
+    """Policy objects of the kinds nsgsync does not compile, where their CRDs exist; those
+    of the dialects `ordered` reads go to it, which notes the CRDs that are absent."""
     found: list[ForeignPolicy] = []
-    for (group, kind), effect in sorted(KNOWN_KINDS.items()):
+    kinds = set(KNOWN_KINDS) | set(DIALECT_KINDS)
+    for group, kind in sorted(kinds):
+        effect = KNOWN_KINDS.get((group, kind))
         if any(adminpolicy.compiled(f"{group}/{v}", kind) for v in served.get(group, ())):
             continue  # read and compiled by _admin_policies
+        versions = served.get(group, [])
+        if (group, kind) in DIALECT_KINDS:
+            # Only the version nsgsync reads: another one has other fields.
+            wanted = DIALECT_KINDS[(group, kind)]
+            versions = [v for v in versions if v == wanted]
+            if not versions:
+                ordered.absent.append(f"{kind}.{group}/{wanted}")
         # A kind is served under each version of its group that has it; the first is enough.
-        for version in served.get(group, ()):
+        for version in versions:
             listed = Listed(kind, f"{group}/{version}", plural_of(kind))
             try:
                 docs = _documents(
@@ -467,8 +493,13 @@ def _foreign(
                     missing_ok=True,
                 )
             except _NotServed:
+                if (group, kind) in DIALECT_KINDS:
+                    ordered.absent.append(f"{kind}.{group}/{version}")
                 continue
             for doc in docs:
+                ordered.read(doc, kind)
+                if effect is None:
+                    continue
                 meta = doc.body.get("metadata") or {}
                 name = str(meta.get("name") or "?")
                 ns = meta.get("namespace")
@@ -812,14 +843,18 @@ def merge_inventories(files: Inventory, cluster: Inventory) -> Inventory:
     policies = {p.ref: p for p in cluster.policies} | {p.ref: p for p in files.policies}
     namespaces = files.described_namespaces | cluster.described_namespaces
     pods = {(p.namespace, p.kind, p.name): p for p in (*files.pods, *cluster.pods)}
+    # A policy of another dialect: (kind, namespace/name) before a `specs[i]` suffix.
+    in_files = {(p.dialect, p.ref.split(" ")[0]) for p in files.ordered}
+    ordered = [
+        *files.ordered,
+        *(p for p in cluster.ordered if (p.dialect, p.ref.split(" ")[0]) not in in_files),
+    ]
     return Inventory.build(
         policies.values(),
         namespaces,
         pods.values(),
         namespaces_complete=files.namespaces_complete or cluster.namespaces_complete,
         foreign=(*files.foreign, *cluster.foreign),
-        ordered=(
-            {(p.dialect, p.ref): p for p in cluster.ordered}
-            | {(p.dialect, p.ref): p for p in files.ordered}
-        ).values(),
+        ordered=ordered,
+        notes=(*files.notes, *cluster.notes),
     )

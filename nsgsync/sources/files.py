@@ -39,6 +39,7 @@ from nsgsync.model import (
     Protocol,
     Topology,
     adminpolicy,
+    cilium,
 )
 from nsgsync.model.k8s import (
     check_port_name,
@@ -784,7 +785,11 @@ class _Spec(_StrictModel):
 def _object_keys(doc: Document, *, kind: str, obj: str | None) -> None:
     """Refuse unknown top-level and metadata keys, as kubectl's strict decoding does."""
     for key in doc.body:
-        if key not in _OBJECT_KEYS and not (key == "items" and kind.endswith("List")):
+        if (
+            key not in _OBJECT_KEYS
+            and not (key == "items" and kind.endswith("List"))
+            and not (key == "specs" and kind in cilium.KINDS)  # Cilium's list of rules
+        ):
             raise InputError(
                 f"unknown field {excerpt(key)}{did_you_mean(str(key), _OBJECT_KEYS)} "
                 "(not part of the API; check its spelling)",
@@ -1119,22 +1124,25 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
     namespaces: dict[str, tuple[dict[str, str], str]] = {}
     pods: dict[tuple[str, str, str], PodInfo] = {}
     foreign: list[ForeignPolicy] = []
-    ordered: dict[tuple[str, str], TPolicy] = {}
+    ordered = OrderedPolicies()
+    admin_policies: dict[tuple[str, str], TPolicy] = {}
     for path in iter_files(paths):
         for doc in read_documents(path):
             kind = _kind(doc)
+            if ordered.read(doc, kind):
+                continue
             if adminpolicy.compiled(doc.body.get("apiVersion"), kind):
                 admin = parse_admin_policy(doc)
                 key = (admin.dialect, admin.ref)
-                if key in ordered:
+                if key in admin_policies:
                     raise InputError(
                         f"{admin.dialect} {admin.ref} is defined twice (also in "
-                        f"{ordered[key].where})",
+                        f"{admin_policies[key].where})",
                         file=doc.file,
                         line=doc.line,
                         obj=f"{admin.dialect} {admin.ref}",
                     )
-                ordered[key] = admin
+                admin_policies[key] = admin
             elif (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
                 foreign.append(found)
             elif kind == "NetworkPolicy":
@@ -1176,8 +1184,57 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
         {name: labels for name, (labels, _) in namespaces.items()},
         pods.values(),
         foreign=foreign,
-        ordered=ordered.values(),
+        ordered=[*ordered.policies(), *admin_policies.values()],
+        notes=ordered.notes,
     )
+
+
+class OrderedPolicies:
+    """The policies of the other dialects read so far, lowered, each defined once."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], str] = {}  # (kind, ref) -> where
+        self.lowered: list[TPolicy] = []
+        self.notes: list[tuple[str, str, str]] = []
+        self.absent: list[str] = []  # kinds whose CRD the cluster does not serve
+
+    def read(self, doc: Document, kind: str) -> bool:
+        """Read `doc` if it is of a dialect nsgsync compiles; whether it was."""
+        api_version = doc.body.get("apiVersion")
+        if kind in cilium.KINDS and isinstance(api_version, str):
+            if group_of(api_version) != "cilium.io":
+                return False
+            policy = parse_cilium(doc)
+            where = f"{doc.file}:{doc.line}" if doc.line else doc.file
+            key = (policy.kind, policy.ref)
+            if key in self.seen:
+                raise InputError(
+                    f"{policy.kind} {policy.ref} is defined twice (also in {self.seen[key]})",
+                    file=doc.file,
+                    line=doc.line,
+                    obj=f"{policy.kind} {policy.ref}",
+                )
+            self.seen[key] = where
+            lowered = cilium.lower(policy, where)
+            self.lowered.extend(lowered.policies)
+            self.notes.extend((str(n), ref, message) for n, ref, message in lowered.notes)
+            return True
+        return False
+
+    def policies(self) -> list[TPolicy]:
+        return list(self.lowered)
+
+    def note_absent(self) -> None:
+        """Say which policy kinds the cluster does not serve (their CRDs are not installed)."""
+        if self.absent:
+            self.notes.append(
+                (
+                    str(cilium.Note.CRDS_ABSENT),
+                    "",
+                    f"the cluster serves no {', '.join(sorted(set(self.absent)))}: its "
+                    "CustomResourceDefinitions are not installed, so there are none to compile",
+                )
+            )
 
 
 def parse_admin_policy(doc: Document) -> TPolicy:
@@ -1238,6 +1295,68 @@ def foreign_policy(doc: Document, *, where: str) -> ForeignPolicy | None:
     namespace = meta.get("namespace")
     ref = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else str(name)
     return ForeignPolicy(kind, group_of(api_version), ref, where, effect)
+
+
+class _CiliumBody(_StrictModel):
+    spec: cilium.Rule | None = None
+    specs: list[cilium.Rule] | None = None
+
+
+def parse_cilium(doc: Document) -> cilium.CiliumPolicy:
+    """A CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy, checked as its CRD checks it."""
+    kind = str(doc.body.get("kind"))
+    api_version = doc.body.get("apiVersion")
+    clusterwide = kind == cilium.CLUSTERWIDE_KIND
+    namespace, name = _metadata(doc)
+    ref = name if clusterwide else f"{namespace}/{name}"
+    obj = f"{kind} {ref}"
+    if api_version != cilium.CILIUM_API_VERSION:
+        raise InputError(
+            f"apiVersion {excerpt(api_version)} is not one nsgsync reads for kind {kind}",
+            file=doc.file,
+            line=_line_at(doc, ["apiVersion"]),
+            obj=obj,
+            field="apiVersion",
+            hint=f"Cilium serves {kind} as {cilium.CILIUM_API_VERSION}",
+        )
+    body = {k: doc.body[k] for k in ("spec", "specs") if k in doc.body}
+    try:
+        parsed = _CiliumBody.model_validate(body)
+    except ValidationError as exc:
+        loc, field, msg = _first_error(exc, "", _CiliumBody)
+        raise InputError(
+            msg, file=doc.file, line=_line_at(doc, loc), obj=obj, field=field
+        ) from None
+    rules: list[tuple[str, cilium.Rule]] = []
+    if parsed.spec is not None:
+        rules.append(("spec", parsed.spec))
+    rules.extend((f"specs[{i}]", r) for i, r in enumerate(parsed.specs or ()))
+    if not rules:
+        raise InputError(
+            f"{kind} without spec or specs (the API server refuses it: a policy needs rules)",
+            file=doc.file,
+            line=doc.line,
+            obj=obj,
+            field="spec",
+        )
+    for field_name, rule in rules:
+        if rule.node_selector is not None and not clusterwide:
+            raise InputError(
+                "nodeSelector is only for CiliumClusterwideNetworkPolicy (host policies are "
+                "cluster-wide)",
+                file=doc.file,
+                line=_line_at(doc, [*_path(field_name), "nodeSelector"]),
+                obj=obj,
+                field=f"{field_name}.nodeSelector",
+            )
+    return cilium.CiliumPolicy(kind, None if clusterwide else namespace, name, tuple(rules))
+
+
+def _path(field_name: str) -> list[str | int]:
+    """`specs[2]` -> ["specs", 2]."""
+    if field_name.startswith("specs["):
+        return ["specs", int(field_name[6:-1])]
+    return [field_name]
 
 
 def check_policy_api_version(doc: Document) -> None:

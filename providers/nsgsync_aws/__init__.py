@@ -21,6 +21,7 @@ from nsgsync.provider import (
     Progress,
     Provider,
     Snapshot,
+    Timeouts,
     any_protocol,
 )
 from nsgsync_aws import client as ec2
@@ -47,8 +48,11 @@ class AwsAdapter:
         return self.topology.cluster
 
     def session(self, **clients: Any) -> Any:
-        """`ec2=` a boto3 EC2 client (tests); else one from the environment."""
-        return clients.get("ec2") or ec2.make_client(self.config.region)
+        """`ec2=` a boto3 EC2 client (tests); else one from the environment. `timeouts=`
+        bounds every call and the run; `progress=` hears how many calls were made."""
+        timeouts = clients.get("timeouts") or Timeouts()
+        client = clients.get("ec2") or ec2.make_client(self.config.region, timeouts=timeouts)
+        return ec2.guard(client, timeouts, progress=clients.get("progress"))
 
     def read(self, session: Any) -> Snapshot:
         resources, users = ec2.read(session, self.config, self.cluster)

@@ -47,7 +47,7 @@ class AzureAdapter:
         """`network_client=` a NetworkManagementClient (tests), `credential=` a token
         credential; else a client from the environment at azure.cloud / azure.armEndpoint."""
         return clients.get("network_client") or make_client(
-            self.settings.config, clients.get("credential")
+            self.settings.config, clients.get("credential"), timeouts=clients.get("timeouts")
         )
 
     def _arm(self, session: Any) -> Arm:

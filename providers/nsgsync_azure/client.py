@@ -9,6 +9,7 @@ changed. A hand-made rule that looks like nsgsync's is drift, reverted.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,16 +17,25 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    DecodeError,
+    DeserializationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.polling import LROPoller
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule, Subnet, TagsObject
 
-from nsgsync.errors import LimitError, ProviderError
+from nsgsync.errors import CloudError, Failure, LimitError, ProviderError, excerpt
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import Created, Progress
+from nsgsync.provider import Created, Progress, Timeouts
 from nsgsync_azure.config import SUBNET_ID, AzureConfig, Settings
 from nsgsync_azure.priorities import Group, assign, group_of
 from nsgsync_azure.render import (
@@ -46,10 +56,6 @@ from nsgsync_azure.render import (
 
 T = TypeVar("T")
 
-_HINT = (
-    "check the credentials and the role in docs/azure.md; a run that stopped midway is "
-    "completed by the next apply"
-)
 _RULE_SEGMENT = re.compile(
     r"^nsgsync-(?P<segment>[a-z0-9-]+)-(?:in|out)-(?:default|[0-9a-f]{10}(?:-\d+)?)$"
 )
@@ -71,9 +77,23 @@ def endpoint(config: AzureConfig) -> tuple[str, str]:
     return (config.arm_endpoint or arm).rstrip("/"), authority
 
 
-def make_client(config: AzureConfig, credential: Any = None) -> NetworkManagementClient:
+class _Deadline(SansIOHTTPPolicy[Any, Any]):
+    """Before each attempt of a call: stop once the run's deadline has passed."""
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self.timeouts = timeouts
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        self.timeouts.check(f"an ARM call to {request.http_request.url.split('?')[0]}")
+
+
+def make_client(
+    config: AzureConfig, credential: Any = None, *, timeouts: Timeouts | None = None
+) -> NetworkManagementClient:
     """A client that finds credentials itself (environment, workload identity, az login),
-    at the topology's cloud (azure.cloud) or ARM endpoint (azure.armEndpoint)."""
+    at the topology's cloud (azure.cloud) or ARM endpoint (azure.armEndpoint). Every attempt
+    of a call times out in seconds (azure-core waits 300 s to read by default)."""
+    t = timeouts or Timeouts()
     arm, authority = endpoint(config)
     if credential is None:
         from azure.identity import DefaultAzureCredential  # only when talking to Azure
@@ -85,16 +105,20 @@ def make_client(config: AzureConfig, credential: Any = None) -> NetworkManagemen
     extra: dict[str, Any] = {}
     if local:
         extra["authentication_policy"] = _LoopbackPolicy(credential, f"{arm}/.default")
-    # azure-core's RetryPolicy retries 408/429/5xx and honours Retry-After; give ARM's
-    # per-subscription throttling room to recover before an apply gives up.
+    # azure-core's RetryPolicy retries 408/429/5xx and honours Retry-After (up to a minute
+    # between attempts, room for ARM's per-subscription throttling to recover); the attempts
+    # are bounded like every client's, and none waits past the run's deadline.
     return NetworkManagementClient(
         credential,
         config.subscription_id,
         base_url=arm,
         credential_scopes=[f"{arm}/.default"],
-        retry_total=10,
+        retry_total=t.attempts - 1,
         retry_backoff_factor=1.0,
         retry_backoff_max=60,
+        connection_timeout=t.connect_timeout(),
+        read_timeout=t.read_timeout(),
+        per_retry_policies=[_Deadline(t)],
         **extra,
     )
 
@@ -106,6 +130,46 @@ class _LoopbackPolicy(ARMChallengeAuthenticationPolicy):
     def on_request(self, request: PipelineRequest[Any]) -> None:
         request.context.options["enforce_https"] = False
         super().on_request(request)
+
+
+# ARM's error codes by what they mean for the run (docs/operating-in-production.md).
+_QUOTA = re.compile(r"(?i)(quota|limitreached|limitexceeded)")
+_DEPENDENCY = re.compile(r"(?i)(inuse|cannotbedeleted)")
+_HINTS = {
+    Failure.QUOTA: "an Azure limit is reached (rules per NSG, NSGs per subscription), and "
+    "running again fails the same way: raise the quota, or give the segments fewer, larger "
+    "CIDRs",
+    Failure.PERMISSION: "the credentials in use lack this call, or are missing or expired: "
+    "give them the role in docs/azure.md",
+    Failure.DEPENDENCY: "a subnet or network interface still uses the NSG; running again "
+    "fails the same way until nothing uses it",
+}
+
+
+def classify(exc: AzureError) -> Failure:
+    if isinstance(exc, ClientAuthenticationError):
+        return Failure.PERMISSION
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, DecodeError)):
+        return Failure.TRANSPORT
+    if isinstance(exc, DeserializationError):
+        return Failure.TRANSPORT
+    if not isinstance(exc, HttpResponseError):
+        return Failure.INVALID
+    status = exc.status_code or 0
+    code = str(exc.error.code if exc.error is not None else "") or str(exc.reason or "")
+    if status == 429 or code in ("AnotherOperationInProgress", "RetryableError"):
+        return Failure.THROTTLING
+    if status in (401, 403):
+        return Failure.PERMISSION
+    if status >= 500:
+        return Failure.TRANSPORT
+    if _QUOTA.search(code):
+        return Failure.QUOTA
+    if _DEPENDENCY.search(code):
+        return Failure.DEPENDENCY
+    if status in (404, 409, 412):
+        return Failure.CONFLICT
+    return Failure.INVALID
 
 
 def _message(exc: AzureError) -> str:
@@ -184,8 +248,22 @@ class Arm:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
+        except json.JSONDecodeError as exc:  # the SDK parses some replies outside its errors
+            raise CloudError(
+                f"Azure {what} failed ({Failure.TRANSPORT}): the reply is not ARM's JSON",
+                failure=Failure.TRANSPORT,
+            ) from exc
         except AzureError as exc:
-            raise ProviderError(f"Azure {what} failed: {_message(exc)}", hint=_HINT) from exc
+            failure = classify(exc)
+            text = _message(exc)
+            if isinstance(exc, (DecodeError, DeserializationError)):
+                text = "the reply is not ARM's JSON"
+            return_hint = _HINTS.get(failure, "")
+            raise CloudError(
+                f"Azure {what} failed ({failure}): {excerpt(text, limit=200).strip(chr(39))}",
+                failure=failure,
+                hint=return_hint,
+            ) from exc
 
     def _wait(self, what: str, start: Callable[[], LROPoller[Any]]) -> None:
         self._call(what, lambda: start().result())
@@ -265,18 +343,16 @@ class Arm:
         """One NSG by name (any case), or None where there is none."""
         placement = self.settings.placement_named(name)
         spelt = placement.name if placement is not None else name
-        try:
-            return dict(self.client.network_security_groups.get(self.group, spelt).as_dict())
-        except HttpResponseError as exc:
-            if exc.status_code == 404:
-                return None
-            raise ProviderError(
-                f"Azure reading NSG {spelt} failed: {_message(exc)}", hint=_HINT
-            ) from exc
-        except AzureError as exc:
-            raise ProviderError(
-                f"Azure reading NSG {spelt} failed: {_message(exc)}", hint=_HINT
-            ) from exc
+
+        def get() -> dict[str, Any] | None:
+            try:
+                return dict(self.client.network_security_groups.get(self.group, spelt).as_dict())
+            except HttpResponseError as exc:
+                if exc.status_code == 404:
+                    return None
+                raise
+
+        return self._call(f"reading NSG {spelt}", get)
 
     def _in_topology(self, subnet_id: str) -> bool:
         return any(

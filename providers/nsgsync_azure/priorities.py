@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import replace
 
 from nsgsync.errors import LimitError
-from nsgsync.plan import Resource
+from nsgsync.plan import Body, Resource
 
 Group = tuple[str, str]  # (NSG name in lower case, "Inbound" | "Outbound")
 
@@ -44,8 +44,9 @@ def preferred(key: str, span: int) -> int:
 
 
 def with_priority(rule: Resource, priority: int) -> Resource:
-    props = {**rule.body["properties"], "priority": priority}
-    return replace(rule, body={**rule.body, "properties": props})
+    body = rule.body
+    assert isinstance(body, Body)  # a Resource makes every body one
+    return replace(rule, body=body.with_value(("properties", "priority"), priority))
 
 
 def _full(group: Group, band: tuple[int, int], needed: int, foreign: int) -> LimitError:

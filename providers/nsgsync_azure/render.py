@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from nsgsync.errors import LimitError
@@ -141,6 +142,9 @@ def description(text: str) -> str:
 # --- canonical forms, shared with the reading side so that both compare equal -------------
 
 
+# A plan sorts the same few thousand prefixes (the segments' CIDRs) hundreds of thousands of
+# times, and parsing one with ipaddress costs more than the rest of its rule.
+@lru_cache(maxsize=1 << 16)
 def _prefix_order(value: str) -> tuple[int, int, int, str]:
     try:
         net = ipaddress.ip_network(value, strict=False)

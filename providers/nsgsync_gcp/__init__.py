@@ -19,6 +19,7 @@ from nsgsync.provider import (
     Progress,
     Provider,
     Snapshot,
+    Timeouts,
 )
 from nsgsync_gcp import client as compute
 from nsgsync_gcp import render as _render
@@ -52,6 +53,7 @@ class GcpAdapter:
             client,
             retry=clients.get("retry") or compute.DEFAULT_RETRY,
             operation_timeout=clients.get("operation_timeout") or compute.OPERATION_TIMEOUT,
+            timeouts=clients.get("timeouts") or Timeouts(),
         )
 
     def read(self, session: Any) -> Snapshot:

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from google.api_core import exceptions
 from google.api_core.client_options import ClientOptions
 from google.api_core.extended_operation import ExtendedOperation
 from google.api_core.retry import Retry, if_exception_type
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import compute_v1
+from google.protobuf import json_format  # type: ignore[import-untyped]
 
-from nsgsync.errors import ProviderError
+from nsgsync.errors import CloudError, Failure, ProviderError, excerpt
 from nsgsync.net import AddressSet
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import ALL_PORTS, Footprint, Progress, Spans, any_protocol
+from nsgsync.provider import ALL_PORTS, Footprint, Progress, Spans, Timeouts, any_protocol
 from nsgsync_gcp.config import GcpConfig
 from nsgsync_gcp.render import firewall_resource, marker, name_prefix, owner_of, range_sort_key
 
@@ -34,10 +36,22 @@ IN_FLIGHT = 16
 PAGE_SIZE = 500  # the most compute lists per page
 OPERATION_TIMEOUT = 300.0
 
-# Throttling (429) and a busy backend (503) are worth waiting for; anything else is not.
-# The SDK retries neither on writes by default, nor 429 on reads.
+# A connection that failed or went silent, and a server error: the request may or may not
+# have reached compute. Repeating it is safe: reads and PUTs are idempotent, a repeated
+# delete that finds nothing is done, and a repeated insert answered 409 is checked against
+# what it wrote (`_insert`).
+_TRANSPORT = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    exceptions.InternalServerError,
+    exceptions.BadGateway,
+    exceptions.ServiceUnavailable,
+    exceptions.GatewayTimeout,
+)
+# Throttling (429), a busy backend (503) and the transport failures above are worth waiting
+# for; anything else is not. The SDK retries neither on writes by default, nor 429 on reads.
 DEFAULT_RETRY = Retry(
-    predicate=if_exception_type(exceptions.TooManyRequests, exceptions.ServiceUnavailable),
+    predicate=if_exception_type(exceptions.TooManyRequests, *_TRANSPORT),
     initial=1.0,
     maximum=32.0,
     multiplier=2.0,
@@ -46,7 +60,15 @@ DEFAULT_RETRY = Retry(
 
 _API_PREFIX = re.compile(r"^https?://[^/]+/compute/(?:v1|beta|alpha)/")
 _SEGMENT = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
-_CLOUD_ERRORS = (exceptions.GoogleAPIError, GoogleAuthError, TimeoutError)
+# ValueError: a reply that is not JSON (an empty body, an HTML page) fails to parse.
+_CLOUD_ERRORS = (
+    exceptions.GoogleAPIError,
+    GoogleAuthError,
+    TimeoutError,
+    requests.exceptions.RequestException,
+    ValueError,
+    json_format.ParseError,
+)
 _HINT = (
     "check the credentials and the IAM permissions in docs/gcp.md; a run that stopped "
     "midway is completed by the next apply"
@@ -236,6 +258,20 @@ class Session:
     client: compute_v1.FirewallsClient
     retry: Retry = DEFAULT_RETRY
     operation_timeout: float = OPERATION_TIMEOUT
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def calling(self, what: str) -> dict[str, Any]:
+        """The retry and timeout of one call: neither waits past the run's deadline."""
+        self.timeouts.check(what)
+        left = self.timeouts.left()
+        retry = self.retry if left is None else self.retry.with_timeout(max(left, 0.5))
+        return {"retry": retry, "timeout": self.timeouts.read_timeout()}
+
+    def wait(self) -> float:
+        left = self.timeouts.left()
+        return (
+            self.operation_timeout if left is None else max(0.5, min(self.operation_timeout, left))
+        )
 
 
 @dataclass(frozen=True)
@@ -271,10 +307,9 @@ def read(
     out: list[Resource] = []
     foreign: dict[str, str] = {}
     try:
+        calling = session.calling(f"listing the firewall rules of project {config.project}")
         for fw in (
-            fw
-            for request in requests
-            for fw in session.client.list(request=request, retry=session.retry)
+            fw for request in requests for fw in session.client.list(request=request, **calling)
         ):
             if not fw.name.startswith(prefix):
                 continue  # the filter is the server's; ownership is checked here
@@ -296,10 +331,14 @@ def read(
                     )
                 )
     except _CLOUD_ERRORS as exc:
-        raise ProviderError(
-            f"listing firewall rules of project {config.project} failed: {exc}",
-            hint="check the project id, the credentials and compute.firewalls.list (docs/gcp.md)",
-        ) from exc
+        error = _error(config.project, "listing firewall rules", exc, session)
+        if error.failure is Failure.INVALID or isinstance(exc, exceptions.NotFound):
+            error = CloudError(
+                error.message,
+                failure=Failure.INVALID,
+                hint="check gcp.project and gcp.network in the topology; nothing was changed",
+            )
+        raise error from exc
     return out, Foreign(tuple(sorted(foreign.items())))
 
 
@@ -336,13 +375,40 @@ def _insert(session: Session, project: str, c: Change, progress: Progress) -> Wr
     assert c.new is not None
     message = firewall_message(dict(c.new.body))
 
-    def call() -> ExtendedOperation:
+    wanted = c.new
+
+    def call() -> ExtendedOperation | None:
         progress(f"+ creating firewall rule {c.key}")
-        return session.client.insert(
-            project=project, firewall_resource=message, retry=session.retry
-        )
+        calling = session.calling(f"creating firewall rule {c.key}")
+        retried: list[Exception] = []
+
+        def insert() -> ExtendedOperation:
+            return session.client.insert(
+                project=project,
+                firewall_resource=message,
+                retry=None,  # retried below, where the retries can be seen
+                timeout=calling["timeout"],
+            )
+
+        try:
+            op: ExtendedOperation = calling["retry"](insert, on_error=retried.append)()
+            return op
+        except exceptions.Conflict:
+            # A retry answered 409: the lost first attempt made the rule, when what is
+            # there now is exactly what this insert writes. A 409 on a first attempt is
+            # someone else's rule of that name, made since the plan read the project.
+            if retried and _holds(session, project, wanted):
+                progress(f"  the lost reply's insert took effect: {c.key} exists")
+                return None
+            raise
 
     return f"creating firewall rule {c.key}", call
+
+
+def _holds(session: Session, project: str, want: Resource) -> bool:
+    fw = session.client.get(project=project, firewall=want.key, **session.calling("a read"))
+    have = firewall_resource(firewall_body(fw), want.segment, "")
+    return have.canonical() == want.canonical()
 
 
 def _update(session: Session, project: str, c: Change, progress: Progress) -> Write:
@@ -356,7 +422,10 @@ def _update(session: Session, project: str, c: Change, progress: Progress) -> Wr
     def call() -> ExtendedOperation:
         progress(f"~ updating firewall rule {name}")
         return session.client.update(
-            project=project, firewall=name, firewall_resource=message, retry=session.retry
+            project=project,
+            firewall=name,
+            firewall_resource=message,
+            **session.calling(f"updating firewall rule {name}"),
         )
 
     return f"updating firewall rule {name}", call
@@ -366,7 +435,11 @@ def _delete(session: Session, project: str, c: Change, progress: Progress) -> Wr
     def call() -> ExtendedOperation | None:
         progress(f"- deleting firewall rule {c.key}")
         try:
-            return session.client.delete(project=project, firewall=c.key, retry=session.retry)
+            return session.client.delete(
+                project=project,
+                firewall=c.key,
+                **session.calling(f"deleting firewall rule {c.key}"),
+            )
         except exceptions.NotFound:
             return None  # already gone: what was wanted
 
@@ -389,26 +462,62 @@ def _run(session: Session, project: str, writes: Sequence[Write]) -> None:
         try:
             # The retry covers the polls too: a 429 on the operation is throttling as
             # well. ExtendedOperation.result is untyped in google-api-core.
-            op.result(timeout=session.operation_timeout, retry=session.retry)  # type: ignore[no-untyped-call]
+            op.result(timeout=session.wait(), retry=session.retry)  # type: ignore[no-untyped-call]
         except exceptions.NotFound as exc:
             if not what.startswith("deleting"):  # a deletion that finds nothing is done
                 failure = failure or (what, exc)
         except _CLOUD_ERRORS as exc:
             failure = failure or (what, exc)
     if failure is not None:
-        raise _error(project, *failure) from failure[1]
+        raise _error(project, *failure, session) from failure[1]
 
 
-def _error(project: str, what: str, exc: Exception) -> ProviderError:
-    if isinstance(exc, exceptions.Forbidden) and "QUOTA" in str(exc).upper():
-        return ProviderError(
-            f"{what} failed: the project's firewall rule quota is used up: {exc}",
-            hint=f"raise the FIREWALLS quota of project {project} (or free rules), "
-            "and keep gcp.maxRules below it; the next apply completes the run",
-        )
-    if isinstance(exc, exceptions.Conflict):
-        return ProviderError(
-            f"{what} failed: a rule of that name already exists: {exc}",
-            hint="the project changed since the plan was made; plan again",
-        )
-    return ProviderError(f"{what} in project {project} failed: {exc}", hint=_HINT)
+def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, exceptions.RetryError):
+        # The retries ran out (their time, or the run's): what failed is the last cause.
+        return classify(exc.cause) if exc.cause is not None else Failure.TRANSPORT
+    text = str(exc).upper()
+    if isinstance(exc, exceptions.TooManyRequests) or "RATELIMITEXCEEDED" in text:
+        return Failure.THROTTLING
+    if "QUOTA" in text and isinstance(exc, exceptions.ClientError):
+        return Failure.QUOTA
+    if isinstance(exc, (exceptions.Forbidden, exceptions.Unauthorized, GoogleAuthError)):
+        return Failure.PERMISSION
+    transport = (TimeoutError, ValueError, json_format.ParseError, exceptions.ServerError)
+    if isinstance(exc, (*_TRANSPORT, *transport, requests.exceptions.RequestException)):
+        return Failure.TRANSPORT
+    if "RESOURCEINUSE" in text:
+        return Failure.DEPENDENCY
+    if isinstance(exc, (exceptions.Conflict, exceptions.NotFound)):
+        return Failure.CONFLICT
+    return Failure.INVALID
+
+
+_HINTS = {
+    Failure.QUOTA: "the project's firewall rule quota is used up, and running again fails the "
+    "same way: raise the FIREWALLS quota (or free rules), and keep gcp.maxRules below it",
+    Failure.PERMISSION: _HINT.split(";")[0],
+}
+
+
+def _error(project: str, what: str, exc: Exception, session: Session | None = None) -> CloudError:
+    failure = classify(exc)
+    endpoint = _endpoint(session)
+    if isinstance(exc, (ValueError, json_format.ParseError)):
+        text = f"the reply at {endpoint} is not the compute API's JSON"
+    elif failure is Failure.TRANSPORT:
+        text = f"{type(exc).__name__} at {endpoint}: {excerpt(str(exc), limit=160)}"
+    else:
+        text = excerpt(str(exc), limit=200).strip("'")
+    return CloudError(
+        f"{what} in project {project} failed ({failure}): {text}",
+        failure=failure,
+        hint=_HINTS.get(failure, ""),
+    )
+
+
+def _endpoint(session: Session | None) -> str:
+    if session is None:
+        return "the compute endpoint"
+    host = getattr(getattr(session.client, "_transport", None), "_host", "")
+    return str(host) or "the compute endpoint"

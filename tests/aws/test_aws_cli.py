@@ -189,7 +189,8 @@ def test_debug_shows_what_caused_an_error(
     try:
         assert main(["plan", *args(topology_file)]) == 1
         err = capsys.readouterr().err
-        assert "error: EC2 describe_security_groups failed" in err and "--debug" in err
+        assert "error: EC2 DescribeSecurityGroups failed (permission): AuthFailure" in err
+        assert "grant the IAM policy in docs/aws.md" in err and "--debug" in err
         assert "Traceback" not in err
         assert main(["--debug", "plan", *args(topology_file)]) == 1
         err = capsys.readouterr().err

@@ -394,18 +394,41 @@ def test_a_policy_kind_nsgsync_does_not_compile_stops_reconciles_until_gone(
 ) -> None:
     controller = make_controller()
     wait_for(lambda: ready(controller), "the leader's first reconcile")
+    calico = {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "allow-more"},
+        "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]},
+    }
+    api.add(calico)  # it may allow what the NetworkPolicies deny: nsgsync must not guess
+    api.add(db_policy(9187))
+    wait_for(lambda: "GlobalNetworkPolicy" in (controller.last_error or ""), "refused to compile")
+    assert 9187 not in ingress_ports(ec2, "shop-db")  # the last good state holds
+    api.delete("GlobalNetworkPolicy", "", "allow-more")
+    wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "reconciled once it is gone")
+
+
+def test_a_cilium_policy_is_watched_and_compiled(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    api.add(db_policy(9187))
+    wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "the NetworkPolicy applied")
     cilium = {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
         "metadata": {"name": "allow-more", "namespace": "shop"},
-        "spec": {"endpointSelector": {}},
+        "spec": {
+            "endpointSelector": {},
+            "ingress": [{"toPorts": [{"ports": [{"port": "7777", "protocol": "TCP"}]}]}],
+        },
     }
-    api.add(cilium)  # it may allow what the NetworkPolicies deny: nsgsync must not guess
-    api.add(db_policy(9187))
-    wait_for(lambda: "CiliumNetworkPolicy" in (controller.last_error or ""), "refused to compile")
-    assert 9187 not in ingress_ports(ec2, "shop-db")  # the last good state holds
+    api.add(cilium)  # Cilium adds its allow beside the NetworkPolicy's
+    wait_for(lambda: 7777 in ingress_ports(ec2, "shop-db"), "the Cilium allow applied")
+    assert 9187 in ingress_ports(ec2, "shop-db")
     api.delete("CiliumNetworkPolicy", "shop", "allow-more")
-    wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "reconciled once it is gone")
+    wait_for(lambda: 7777 not in ingress_ports(ec2, "shop-db"), "gone once deleted")
 
 
 def test_a_leader_that_cannot_renew_stops_writing_until_it_leads_again(

@@ -81,6 +81,10 @@ RESOURCES: dict[str, Resource] = {
     "ClusterNetworkPolicy": Resource(
         "policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies", namespaced=False
     ),
+    # Calico's CRD underneath its API server: a kind nsgsync refuses (docs/semantics.md).
+    "GlobalNetworkPolicy": Resource(
+        "crd.projectcalico.org/v1", "globalnetworkpolicies", namespaced=False
+    ),
 }
 _BY_PATH = {(r.prefix, r.plural): (kind, r) for kind, r in RESOURCES.items()}
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -206,8 +210,16 @@ def _selected(obj: dict[str, Any], selector: str) -> bool:
 class KubeApi:
     """The stand-in server. Use as a context manager, or call start() and stop()."""
 
-    def __init__(self, token: str | None = None, *, bookmark_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        bookmark_interval: float = 0.5,
+        absent_groups: frozenset[str] = frozenset(),
+    ) -> None:
         self.token = token  # when set, requests must carry "Authorization: Bearer <token>"
+        # API groups discovery leaves out, as a cluster without those CRDs installed.
+        self.absent_groups = absent_groups
         self.bookmark_interval = bookmark_interval  # seconds between BOOKMARKs on a watch
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
@@ -464,7 +476,7 @@ class KubeApi:
         """APIGroupList: the groups and versions served, as GET /apis answers."""
         versions: dict[str, set[str]] = {}
         for res in RESOURCES.values():
-            if res.group:
+            if res.group and res.group not in self.absent_groups:
                 versions.setdefault(res.group, set()).add(res.api_version)
         groups = []
         for group in sorted(versions):
