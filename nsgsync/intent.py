@@ -73,6 +73,10 @@ class Code(StrEnum):
     CILIUM_AUTH_IGNORED = "cilium-auth-ignored"
     CILIUM_CRDS_ABSENT = "cilium-crds-absent"
     CILIUM_ICMP_WIDENED = "cilium-icmp-widened"
+    # Calico (docs/calico.md): what lowering its policies widened or left out.
+    CALICO_NOT_COMPILED = "calico-not-compiled"
+    CALICO_UNMODELED = "calico-unmodeled"
+    CALICO_PROTOCOL_WIDENED = "calico-protocol-widened"
 
 
 class Source(BaseModel):

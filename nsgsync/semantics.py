@@ -8,6 +8,7 @@ allows, and the property tests hold the compiler to it.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -526,32 +527,58 @@ def kubernetes_stages(
 def calico_stages(
     network_policies: Sequence[NetworkPolicy], ordered: Sequence[TPolicy]
 ) -> tuple[Stage, ...]:
-    """Calico's order: kube-admin tier, its tiers in order, kube-baseline tier.
+    """Calico's evaluation order as stages (docs/calico.md#ordering).
 
-    A placeholder for the Calico dialect to refine: tiers are taken in the order of their
-    policies' first `order` element, NetworkPolicy v1 sits in the tier named "default"
-    after its Calico policies of lower order, and every tier denies what it selects.
+    Untracked (doNotTrack) allows first; then the tiers by their order (a Calico TPolicy's
+    order key is (tier order, policy order, name)), each ending in a deny for the pods a
+    policy of the tier selects; the Kubernetes NetworkPolicies in the default tier at order
+    1000; the admin network policy kinds in the tiers Calico gives them (kube-admin at order
+    1000, kube-baseline at 10,000,000). After the last stage: allow (the profiles).
     """
+    from nsgsync.model import calico
+
     admin = [p for p in ordered if p.stage == ADMIN_STAGE]
     baseline = [p for p in ordered if p.stage == BASELINE_STAGE]
-    tiers: dict[str, list[TPolicy]] = {}
-    for p in ordered:
-        if p.stage not in (ADMIN_STAGE, BASELINE_STAGE):
-            tiers.setdefault(p.stage or "default", []).append(p)
-    lowered = [
-        replace(lower_network_policy(p), stage="default", order=(1000.0, p.ref))
-        for p in network_policies
+    policies = [p for p in ordered if p.dialect == calico.DIALECT]
+    untracked = [p for p in policies if p.stage == calico.UNTRACKED_STAGE]
+    default = calico.stage_name(calico.DEFAULT_TIER)
+    tiers: dict[str, list[TPolicy]] = {default: []}
+    orders: dict[str, float] = {default: calico.DEFAULT_TIER_ORDER}
+    for p in policies:
+        if p.stage == calico.UNTRACKED_STAGE:
+            continue
+        # Calico's parser names stages "tier NAME" and leads the order key with the tier's
+        # order; a policy built otherwise is taken as the tier its stage names.
+        name = p.stage if p.stage.startswith("tier ") else calico.stage_name(p.stage or "default")
+        tiers.setdefault(name, []).append(p)
+        if p.order:
+            orders[name] = float(p.order[0])
+        else:
+            orders.setdefault(name, math.inf)
+    for np in network_policies:
+        tiers[default].append(
+            replace(
+                lower_network_policy(np),
+                stage=default,
+                order=(orders[default], calico.KNP_ORDER, f"knp.default.{np.ref}"),
+            )
+        )
+    placed = [
+        (orders[name], name, Stage(name, _in_order(members), End.DENY_IF_SELECTED))
+        for name, members in tiers.items()
     ]
-    if lowered:
-        tiers.setdefault("default", []).extend(lowered)
-    names = sorted(
-        tiers, key=lambda t: (t == "default", min((p.order[:1] for p in tiers[t]), default=()), t)
+    placed.append(
+        (calico.ADMIN_TIER_ORDER, "kube-admin", Stage(ADMIN_STAGE, _in_order(admin), End.NEXT))
     )
-    return (
-        Stage(ADMIN_STAGE, _in_order(admin), End.NEXT),
-        *(Stage(f"tier {t}", _in_order(tiers[t]), End.DENY_IF_SELECTED) for t in names),
-        Stage(BASELINE_STAGE, _in_order(baseline), End.NEXT),
+    placed.append(
+        (
+            calico.BASELINE_TIER_ORDER,
+            "kube-baseline",
+            Stage(BASELINE_STAGE, _in_order(baseline), End.NEXT),
+        )
     )
+    stages = [stage for _, _, stage in sorted(placed, key=lambda t: (t[0], t[1]))]
+    return (Stage(calico.UNTRACKED_STAGE, _in_order(untracked), End.NEXT), *stages)
 
 
 def cilium_stages(

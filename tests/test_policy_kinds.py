@@ -1,8 +1,9 @@
 """Policy kinds nsgsync does not compile: refused unless ignored, never dropped in silence.
 
-An Antrea policy, a Calico policy or an AdminNetworkPolicy can allow traffic that the
-NetworkPolicies alone deny; compiling without them could block live traffic. (Cilium's
-kinds are compiled: tests/test_cilium.py.)
+An Antrea policy, or a network-policy-api kind of a version nsgsync does not read, can
+allow traffic that the NetworkPolicies alone deny; compiling without them could block live
+traffic. (Cilium's, Calico's and the admin policies of the versions read are compiled:
+docs/cilium.md, docs/calico.md, docs/admin-policies.md.)
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ TOPOLOGY = str(CASE / "topology.yaml")
 CALICO = {
     "apiVersion": "projectcalico.org/v3",
     "kind": "NetworkPolicy",
-    "metadata": {"name": "allow-web", "namespace": "default"},
+    "metadata": {"name": "calico-web", "namespace": "default"},
     "spec": {"selector": "app == 'web'", "order": 100, "ingress": [{"action": "Allow"}]},
+}
+# Antrea's namespaced kind is also called NetworkPolicy, and is not compiled.
+ANTREA_NP = {
+    "apiVersion": "crd.antrea.io/v1beta1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "allow-web", "namespace": "default"},
+    "spec": {"priority": 5, "appliedTo": [{"podSelector": {}}], "ingress": []},
 }
 # Antrea's own cluster-wide kind: not compiled (network-policy-api's namesake is).
 ANTREA = {
@@ -61,12 +69,13 @@ def folder(tmp_path: Path, *extra: Mapping[str, Any]) -> str:
 def test_a_kind_that_may_allow_is_an_error_naming_each_object(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = folder(tmp_path, ANTREA, CALICO, ANP)
+    files = folder(tmp_path, CALICO, ANTREA_NP, ANTREA, ANP)
     assert main(["compile", "-f", files, "--topology", TOPOLOGY]) == 1
     err = capsys.readouterr().err
     assert "2 policies of kinds nsgsync does not compile" in err
-    # Calico's kind is also called NetworkPolicy: it must not be read as a Kubernetes one.
+    # Antrea's kind is also called NetworkPolicy: it must not be read as a Kubernetes one.
     assert "NetworkPolicy default/allow-web" in err
+    assert "calico-web" not in err  # compiled (docs/calico.md)
     assert "ClusterNetworkPolicy allow-monitoring" in err
     assert "AdminNetworkPolicy" not in err  # compiled (docs/admin-policies.md)
     assert "more.yaml:" in err
@@ -76,7 +85,7 @@ def test_a_kind_that_may_allow_is_an_error_naming_each_object(
 def test_ignore_kind_turns_the_error_into_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = folder(tmp_path, ANTREA, CALICO)
+    files = folder(tmp_path, ANTREA, ANTREA_NP)
     argv = ["compile", "-f", files, "--topology", TOPOLOGY, "-o", "json"]
     # Ignoring one kind is not ignoring the other.
     assert main([*argv, "--ignore-kind", "ClusterNetworkPolicy.crd.antrea.io"]) == 1
@@ -85,7 +94,7 @@ def test_ignore_kind_turns_the_error_into_a_warning(
         "--ignore-kind",
         "ClusterNetworkPolicy.crd.antrea.io",
         "--ignore-kind",
-        "NetworkPolicy.projectcalico.org",
+        "NetworkPolicy.crd.antrea.io",
     ]
     assert main([*argv, *ignore]) == 0
     findings = json.loads(capsys.readouterr().out)["findings"]

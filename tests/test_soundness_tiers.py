@@ -59,6 +59,13 @@ def _pods() -> st.SearchStrategy[Pods]:
         st.builds(Pods, namespace_selector=_sel(NS_LABEL_VALUES), pod_selector=_sel(LABEL_VALUES)),
         st.builds(Pods, namespace_selector=_sel(NS_LABEL_VALUES)),
         st.builds(Pods, namespace=st.sampled_from(NAMESPACES), pod_selector=_sel(LABEL_VALUES)),
+        # Both a namespace and a namespace selector: the namespace, if the selector matches.
+        st.builds(
+            Pods,
+            namespace=st.sampled_from(NAMESPACES),
+            namespace_selector=_sel(NS_LABEL_VALUES),
+            pod_selector=_sel(LABEL_VALUES),
+        ),
     )
 
 

@@ -93,6 +93,10 @@ class TieredCompiler:
             base = self.base
             if pods.namespace is not None:
                 nss, maybe = base.just(pods.namespace), frozenset[str]()
+                if pods.namespace_selector is not None:
+                    # Both: the one namespace, if the selector may match it.
+                    may, unsure = base.namespaces_matching(pods.namespace_selector)
+                    nss, maybe = nss & may, nss & unsure
             elif pods.namespace_selector is not None:
                 nss, maybe = base.namespaces_matching(pods.namespace_selector)
             else:
@@ -413,6 +417,7 @@ class TieredCompiler:
 
     def cluster_findings(self) -> None:
         base = self.base
+        self._dialect_notes()
         by_dialect: dict[str, list[TPolicy]] = {}
         for p in self.left_out:
             by_dialect.setdefault(p.dialect, []).append(p)
@@ -442,6 +447,15 @@ class TieredCompiler:
                             "what any order allows); give them distinct priorities"
                         ),
                     )
+
+    def _dialect_notes(self) -> None:
+        """What a dialect's parser noted about a policy it lowered (TPolicy.notes)."""
+        for policy in self.inventory_ordered():
+            for code, message in policy.notes:
+                self.base._find(Severity.WARNING, Code(code), policy=policy.ref, message=message)
+
+    def inventory_ordered(self) -> list[TPolicy]:
+        return [p for p in self.base.inventory.ordered if enforces(self.engine, p.dialect)]
 
 
 def _space_of(grant: _Grant) -> Space:

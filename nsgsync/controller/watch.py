@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsgsync.errors import InputError, NsgsyncError
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy
+from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy, calico
 from nsgsync.model.kinds import KNOWN_KINDS, Effect
 from nsgsync.model.tiers import TPolicy
+from nsgsync.sources.calico import CalicoReader
 from nsgsync.sources.cluster import (
     DIALECT_KINDS,
     FINISHED,
@@ -54,8 +55,16 @@ WATCHED: tuple[Listed, ...] = (NAMESPACES, POLICIES, PODS, *WORKLOADS)
 WHERE = "cluster:watch"
 # Policy kinds nsgsync does not compile but must see (to refuse them, or with --ignore-kind
 # to report them), and those of the other dialects it compiles: watched where their CRDs
-# are served, like `load_cluster` lists them.
-FOREIGN: tuple[tuple[str, str], ...] = tuple(sorted(set(KNOWN_KINDS) | set(DIALECT_KINDS)))
+# are served, like `load_cluster` lists them. Calico's kinds are watched in both of
+# Calico's groups and read from the first one served, as `load_cluster` reads them.
+CALICO_KINDS = frozenset(
+    (group, kind)
+    for group in calico.GROUPS
+    for kind in (calico.TIER_KIND, *calico.SET_KINDS, *calico.POLICY_KINDS)
+)
+FOREIGN: tuple[tuple[str, str], ...] = tuple(
+    sorted(set(KNOWN_KINDS) | set(DIALECT_KINDS) | CALICO_KINDS)
+)
 
 
 @dataclass
@@ -421,6 +430,18 @@ class Cache:
         ordered = OrderedPolicies()
         admin: list[TPolicy] = []
         seen: set[tuple[str, str, str]] = set()
+        calico_reader = CalicoReader()
+        calico_group = next(
+            (
+                group
+                for group in calico.GROUPS
+                if any(
+                    i.foreign is not None and i.foreign[0] == group and not i.absent
+                    for i in self.informers
+                )
+            ),
+            None,
+        )
         for informer in self.informers:
             if informer.foreign in DIALECT_KINDS:
                 group, kind = informer.foreign
@@ -438,6 +459,12 @@ class Cache:
             if informer.foreign is not None:
                 group, kind = informer.foreign
                 api_version = informer.listed.api_version
+                if informer.foreign in CALICO_KINDS:
+                    if group == calico_group:  # the other group serves the same objects
+                        for obj in informer.objects():
+                            body = {**obj, "apiVersion": api_version, "kind": kind}
+                            calico_reader.add(Document(WHERE, 0, body))
+                    continue
                 if adminpolicy.compiled(api_version, kind):
                     # network-policy-api's kinds in a version nsgsync compiles.
                     for obj in informer.objects():
@@ -465,6 +492,7 @@ class Cache:
                     labels[key[2]] = value
         for gone in set(self._parsed) - seen:
             del self._parsed[gone]
+        calico_policies = calico_reader.lowered(labels)
         # Every namespace is watched: the list is complete (no unknown namespaces).
         ordered.note_absent()
         return Inventory.build(
@@ -473,7 +501,7 @@ class Cache:
             pods,
             namespaces_complete=True,
             foreign=foreign,
-            ordered=[*ordered.policies(), *admin],
+            ordered=[*ordered.policies(), *admin, *calico_policies],
             notes=ordered.notes,
         )
 

@@ -447,6 +447,8 @@ class PodInfo(BaseModel):
     ports: tuple[ContainerPort, ...] = ()
     host_network: bool = False
     ip: str | None = None
+    # spec.serviceAccountName; Calico's selectors can name it (docs/calico.md).
+    service_account: str = "default"
 
     @property
     def ref(self) -> str:

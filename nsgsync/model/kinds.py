@@ -21,10 +21,7 @@ class Effect(StrEnum):
 # (API group, kind) -> effect. Calico's kinds are served as projectcalico.org (API server)
 # and crd.projectcalico.org (the CRDs underneath); both are what users keep in manifests.
 KNOWN_KINDS: dict[tuple[str, str], Effect] = {
-    ("projectcalico.org", "NetworkPolicy"): Effect.MAY_ALLOW,
-    ("projectcalico.org", "GlobalNetworkPolicy"): Effect.MAY_ALLOW,
-    ("crd.projectcalico.org", "NetworkPolicy"): Effect.MAY_ALLOW,
-    ("crd.projectcalico.org", "GlobalNetworkPolicy"): Effect.MAY_ALLOW,
+    # Calico's and Cilium's policies are compiled (nsgsync.model.calico, nsgsync.model.cilium).
     # network-policy-api: the versions nsgsync.model.adminpolicy reads are compiled (sources
     # look there first); any other version of these kinds is refused here.
     ("policy.networking.k8s.io", "AdminNetworkPolicy"): Effect.MAY_ALLOW,

@@ -164,6 +164,9 @@ class TPolicy:
     # Whether selecting a pod makes an isolating stage deny what no rule allowed; False for
     # a Cilium policy with enableDefaultDeny off, for example.
     isolates: bool = True
+    # What the dialect's parser could not compile exactly, as (finding code, message): the
+    # compiler reports each as a finding of that code (the Code enum in nsgsync.intent).
+    notes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

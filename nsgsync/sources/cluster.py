@@ -21,9 +21,18 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
-from nsgsync.model import ForeignPolicy, Inventory, NetworkPolicy, PodInfo, adminpolicy, cilium
+from nsgsync.model import (
+    ForeignPolicy,
+    Inventory,
+    NetworkPolicy,
+    PodInfo,
+    adminpolicy,
+    calico,
+    cilium,
+)
 from nsgsync.model.kinds import KNOWN_KINDS
 from nsgsync.model.tiers import TPolicy
+from nsgsync.sources.calico import CalicoReader
 from nsgsync.sources.files import (
     Document,
     OrderedPolicies,
@@ -385,6 +394,7 @@ def _read(
         foreign = _foreign(api_client, where, page_size, served, ordered)
         ordered.note_absent()
         admin = _admin_policies(api_client, where, page_size, served)
+        admin += _calico(api_client, where, page_size, labels, served)
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
@@ -399,6 +409,46 @@ def _read(
         ordered=[*ordered.policies(), *admin],
         notes=ordered.notes,
     )
+
+
+def _calico(
+    api_client: Any,
+    where: str,
+    page_size: int,
+    labels: dict[str, dict[str, str]],
+    served: Mapping[str, list[str]],
+) -> list[TPolicy]:
+    """Calico's tiers, network sets and policies, lowered (docs/calico.md#reading).
+
+    Calico's API server (projectcalico.org/v3) serves the same objects as its CRDs
+    (crd.projectcalico.org/v1), so the first group served is read, not both; a kind the
+    group does not serve (Tier before Calico 3.28, say) is absent, not an error.
+    """
+    reader = CalicoReader()
+    for group in calico.GROUPS:
+        versions = served.get(group)
+        if not versions:
+            continue
+        version = "v3" if "v3" in versions else versions[0]
+        # Tiers and sets first: the policies' lowering reads them.
+        for kind in (calico.TIER_KIND, *calico.SET_KINDS, *calico.POLICY_KINDS):
+            listed = Listed(kind, f"{group}/{version}", plural_of(kind))
+            try:
+                docs = _documents(
+                    api_client,
+                    listed,
+                    None,
+                    page_size,
+                    where,
+                    forbidden_hint=_FOREIGN_RBAC_HINT,
+                    missing_ok=True,
+                )
+            except _NotServed:
+                continue
+            for doc in docs:
+                reader.add(doc)
+        break
+    return reader.lowered(labels)
 
 
 def plural_of(kind: str) -> str:

@@ -1038,6 +1038,15 @@ def _pod_from_spec(
                         path=[*base, "spec", group, ci, "ports", pi],
                     )
                 )
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    if not isinstance(account, str):
+        raise InputError(
+            f"serviceAccountName must be a string, not {excerpt(account)}",
+            file=doc.file,
+            line=_line_at(doc, [*base, "spec", "serviceAccountName"]),
+            obj=obj,
+            field=f"{prefix}spec.serviceAccountName",
+        )
     status = doc.body.get("status") if kind == "Pod" else None
     ip = status.get("podIP") if isinstance(status, dict) else None
     return PodInfo(
@@ -1048,6 +1057,7 @@ def _pod_from_spec(
         ports=tuple(ports),
         host_network=host_network is True,
         ip=ip if isinstance(ip, str) else None,
+        service_account=account,
     )
 
 
@@ -1126,6 +1136,9 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
     foreign: list[ForeignPolicy] = []
     ordered = OrderedPolicies()
     admin_policies: dict[tuple[str, str], TPolicy] = {}
+    from nsgsync.sources.calico import CalicoReader, is_calico
+
+    calico = CalicoReader()
     for path in iter_files(paths):
         for doc in read_documents(path):
             kind = _kind(doc)
@@ -1143,6 +1156,8 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
                         obj=f"{admin.dialect} {admin.ref}",
                     )
                 admin_policies[key] = admin
+            elif is_calico(doc):
+                calico.add(doc)
             elif (found := foreign_policy(doc, where=f"{doc.file}:{doc.line}")) is not None:
                 foreign.append(found)
             elif kind == "NetworkPolicy":
@@ -1179,12 +1194,13 @@ def load_manifests(paths: Iterable[str | Path]) -> Inventory:
                 pod = parse_pod(doc)
                 if pod is not None:
                     pods[(pod.namespace, pod.kind, pod.name)] = pod
+    described = {name: labels for name, (labels, _) in namespaces.items()}
     return Inventory.build(
         (p for p, _ in policies.values()),
-        {name: labels for name, (labels, _) in namespaces.items()},
+        described,
         pods.values(),
         foreign=foreign,
-        ordered=[*ordered.policies(), *admin_policies.values()],
+        ordered=[*ordered.policies(), *admin_policies.values(), *calico.lowered(described)],
         notes=ordered.notes,
     )
 

@@ -394,17 +394,17 @@ def test_a_policy_kind_nsgsync_does_not_compile_stops_reconciles_until_gone(
 ) -> None:
     controller = make_controller()
     wait_for(lambda: ready(controller), "the leader's first reconcile")
-    calico = {
-        "apiVersion": "crd.projectcalico.org/v1",
-        "kind": "GlobalNetworkPolicy",
+    antrea = {
+        "apiVersion": "crd.antrea.io/v1beta1",
+        "kind": "ClusterNetworkPolicy",
         "metadata": {"name": "allow-more"},
-        "spec": {"selector": "all()", "ingress": [{"action": "Allow"}]},
+        "spec": {"priority": 5, "appliedTo": [{"namespaceSelector": {}}], "ingress": []},
     }
-    api.add(calico)  # it may allow what the NetworkPolicies deny: nsgsync must not guess
+    api.add(antrea)  # it may allow what the NetworkPolicies deny: nsgsync must not guess
     api.add(db_policy(9187))
-    wait_for(lambda: "GlobalNetworkPolicy" in (controller.last_error or ""), "refused to compile")
+    wait_for(lambda: "allow-more" in (controller.last_error or ""), "refused to compile")
     assert 9187 not in ingress_ports(ec2, "shop-db")  # the last good state holds
-    api.delete("GlobalNetworkPolicy", "", "allow-more")
+    api.delete("ClusterNetworkPolicy.crd.antrea.io", "", "allow-more")
     wait_for(lambda: 9187 in ingress_ports(ec2, "shop-db"), "reconciled once it is gone")
 
 
@@ -550,3 +550,28 @@ def test_admin_network_policies_are_watched_and_compiled(
     wait_for(lambda: 9300 in ingress_ports(ec2, "shop-db"), "the admin policy in the cloud")
     api.delete("AdminNetworkPolicy", "", "scrape-db")
     wait_for(lambda: 9300 not in ingress_ports(ec2, "shop-db"), "and gone with it")
+
+
+def test_calico_policies_are_watched_and_compiled(
+    api: KubeApi, ec2: Ec2, make_controller: Make
+) -> None:
+    controller = make_controller()
+    wait_for(lambda: ready(controller), "the leader's first reconcile")
+    assert 9400 not in ingress_ports(ec2, "shop-db")
+    api.add(
+        {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "scrape-db"},
+            "spec": {
+                "order": 10,
+                "selector": "tier == 'db'",
+                "ingress": [
+                    {"action": "Allow", "protocol": "TCP", "destination": {"ports": [9400]}}
+                ],
+            },
+        }
+    )
+    wait_for(lambda: 9400 in ingress_ports(ec2, "shop-db"), "the Calico policy in the cloud")
+    api.delete("GlobalNetworkPolicy", "", "scrape-db")
+    wait_for(lambda: 9400 not in ingress_ports(ec2, "shop-db"), "and gone with it")

@@ -81,8 +81,20 @@ RESOURCES: dict[str, Resource] = {
     "ClusterNetworkPolicy": Resource(
         "policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies", namespaced=False
     ),
-    # Calico's CRD underneath its API server: a kind nsgsync refuses (docs/semantics.md).
+    # Calico's API server; its NetworkPolicy shares a kind name, so it is keyed kind.group.
+    "NetworkPolicy.projectcalico.org": Resource("projectcalico.org/v3", "networkpolicies"),
     "GlobalNetworkPolicy": Resource(
+        "projectcalico.org/v3", "globalnetworkpolicies", namespaced=False
+    ),
+    "Tier": Resource("projectcalico.org/v3", "tiers", namespaced=False),
+    "NetworkSet": Resource("projectcalico.org/v3", "networksets"),
+    "GlobalNetworkSet": Resource("projectcalico.org/v3", "globalnetworksets", namespaced=False),
+    # Antrea's cluster-wide kind: one nsgsync refuses (docs/semantics.md).
+    "ClusterNetworkPolicy.crd.antrea.io": Resource(
+        "crd.antrea.io/v1beta1", "clusternetworkpolicies", namespaced=False
+    ),
+    # Calico's CRDs underneath its API server (crd.projectcalico.org/v1).
+    "GlobalNetworkPolicy.crd.projectcalico.org": Resource(
         "crd.projectcalico.org/v1", "globalnetworkpolicies", namespaced=False
     ),
 }
@@ -274,7 +286,8 @@ class KubeApi:
         Adding one that exists replaces it (a MODIFIED event for watches).
         """
         kind = obj["kind"]
-        res = RESOURCES[kind]
+        group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+        res = RESOURCES.get(f"{kind}.{group}") or RESOURCES[kind]
         stored = copy.deepcopy(obj)
         meta = stored.setdefault("metadata", {})
         if res.namespaced:
@@ -290,7 +303,7 @@ class KubeApi:
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Remove an object as `kubectl delete` would; False when there was none."""
-        res = RESOURCES[kind]
+        res = RESOURCES[kind]  # a kind shared by two groups: pass `kind.group`
         with self._state.lock:
             return self._remove(res, (namespace if res.namespaced else "", name)) is not None
 
