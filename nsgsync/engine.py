@@ -8,7 +8,8 @@ The engine owns the order of every apply, for every cloud (docs/providers.md):
 so that every connection allowed both before and after an apply is allowed at every
 moment of it. Each rule quota is checked at its transient peak (adds come before removes);
 where the peak would not fit, a removal and an addition become one in-place change
-(count-neutral) if the adapter can make one; otherwise the plan fails before any write.
+(count-neutral) if the adapter can make one and no moment of it blocks what stays allowed
+(`_pairs`); otherwise the plan fails before any write.
 Before each phase writes, what it touches is re-read (`Adapter.reread`) and compared with
 the plan's snapshot plus this apply's own writes: another writer's change stops the apply
 there (docs/operating-in-production.md, Locking).
@@ -17,7 +18,7 @@ there (docs/operating-in-production.md, Locking).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from nsgsync.errors import (
@@ -31,7 +32,16 @@ from nsgsync.errors import (
 )
 from nsgsync.intent import Finding, Intent
 from nsgsync.plan import Change, Ident, Op, Plan, Resource, Retiring, Role, fingerprint
-from nsgsync.provider import Adapter, Applied, Budget, Phase, Progress, Snapshot, Timeouts
+from nsgsync.provider import (
+    Adapter,
+    Applied,
+    Budget,
+    Footprint,
+    Phase,
+    Progress,
+    Snapshot,
+    Timeouts,
+)
 
 ORDER = (
     Phase.ADD,
@@ -202,6 +212,8 @@ def _entry(c: Change) -> tuple[str, str, str, str, str | None, str | None, str |
 class Schedule:
     creates: list[Change] = field(default_factory=list)
     retags: list[Change] = field(default_factory=list)
+    # Removal/addition pairs, changed in place one at a time in this order (NARROW's first).
+    pairs: list[Change] = field(default_factory=list)
     phases: dict[Phase, list[Change]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, phase: Phase, change: Change) -> None:
@@ -271,44 +283,206 @@ def _fit(adapter: Adapter, out: Schedule, snapshot: Snapshot) -> None:
     for c in out.phases.get(Phase.REMOVE, []):
         if (s := scope(c.resource)) is not None:
             removes[s].append(c)
+    need: dict[tuple[str, ...], int] = {}
     for s in sorted(adds):
         b = budgets[s]
         peak = held[s] + len(adds[s])
         if peak <= b.limit:
             continue
         final = peak - len(removes[s])
-        need = peak - b.limit
-        if final > b.limit or not adapter.pairs or need > len(removes[s]):
-            raise _over(b, held[s], adds[s], len(removes[s]), final=final)
-        # Count-neutral: each pair replaces one rule by another in a single call.
-        pairs = list(zip(sorted(removes[s], key=lambda c: c.key), adds[s][:need], strict=False))
-        for old, new in pairs:
-            assert old.old is not None and new.new is not None
-            for phase in (Phase.ADD, Phase.DENY):
-                if new in out.phases.get(phase, []):
-                    out.phases[phase].remove(new)
-            out.phases[Phase.REMOVE].remove(old)
-            out.add(Phase.NARROW, Change(Op.CHANGE, new.key, old.old, new.new))
+        if final > b.limit or not adapter.pairs:
+            raise _over(b, held[s], adds[s], removes[s], final=final)
+        need[s] = peak - b.limit
+    if not need:
+        return
+    pairs = _pairs(adapter, out, need, adds, removes)
+    for s, n in sorted(need.items()):
+        done = sum(1 for old, _ in pairs if scope(old.resource) == s)
+        if done < n:
+            b = budgets[s]
+            raise _over(
+                b,
+                held[s],
+                adds[s],
+                removes[s],
+                final=held[s] + len(adds[s]) - len(removes[s]),
+                paired=done,
+            )
+    for old, new in pairs:
+        assert old.old is not None and new.new is not None
+        out.phases[Phase.ADD].remove(new)
+        out.phases[Phase.REMOVE].remove(old)
+        out.pairs.append(Change(Op.CHANGE, new.key, old.old, new.new))
 
 
-def _over(b: Budget, held: int, adds: list[Change], removes: int, *, final: int) -> LimitError:
-    policies: Counter[str] = Counter()
+def _pairs(
+    adapter: Adapter,
+    out: Schedule,
+    need: dict[tuple[str, ...], int],
+    adds: dict[tuple[str, ...], list[Change]],
+    removes: dict[tuple[str, ...], list[Change]],
+) -> list[tuple[Change, Change]]:
+    """Removal/addition pairs, as many as each budget needs, in an order that never blocks
+    a connection allowed both before and after.
+
+    When a pair runs, its old rule's traffic is gone except where other rules allow it.
+    Every rule of the end state is there by then, but for the new rules of the pairs that
+    run later (and the new content of rules changed in place after the pairs): so a pair
+    is safe where its old rule overlaps none of those. The order is built from the last
+    pair backwards, each time taking a removal that overlaps nothing that comes after it.
+    """
+    prints: dict[int, Footprint | None] = {}
+    keep: list[Resource] = []  # alive while their ids key `prints`
+
+    def fp(c: Change, r: Resource) -> Footprint | None:
+        if id(r) not in prints:
+            keep.append(r)
+            prints[id(r)] = adapter.footprint(r)
+        return prints[id(r)]
+
+    # What arrives after every pair: the new content of the other in-place changes (none
+    # of it known, where a footprint is unknown: then nothing may be paired at all).
+    later: list[Footprint] = []
+    for phase in (Phase.WIDEN, Phase.NARROW):
+        for c in out.phases.get(phase, []):
+            assert c.old is not None and c.new is not None
+            if adapter.widens(c.new, c.old):
+                continue  # its old content, there until then, lets through all the new does
+            new_fp = fp(c, c.new)
+            if new_fp is None:
+                return []
+            later.append(new_fp)
+    olds = {
+        s: [c for c in sorted(removes[s], key=lambda c: c.key) if _pairable(fp(c, c.resource))]
+        for s in need
+    }
+    news = {
+        s: [
+            c
+            for c in sorted(adds[s], key=lambda c: c.key)
+            if c in out.phases.get(Phase.ADD, []) and _pairable(fp(c, c.resource))
+        ]
+        for s in need
+    }
+    # Removals that something arriving later overlaps: each may still pair with a new rule
+    # that lets through all it did (then nothing of it is missing at any moment).
+    blocked = {
+        o.key
+        for t in olds
+        for o in olds[t]
+        if any(_fp(fp(o, o.resource)).overlaps(f) for f in later)
+    }
+    left = dict(need)
+    backwards: list[tuple[Change, Change]] = []
+    progress = True
+    while progress and any(left.values()):
+        progress = False
+        for s in sorted(left):
+            if not left[s] or not news[s]:
+                continue
+            pick = _pick(olds[s], news[s], blocked, olds, lambda c: _fp(fp(c, c.resource)))
+            if pick is None:
+                continue
+            old, new = pick
+            olds[s].remove(old)
+            news[s].remove(new)
+            arriving = _fp(fp(new, new.resource))
+            for t in olds:
+                for o in olds[t]:
+                    if o.key not in blocked and _fp(fp(o, o.resource)).overlaps(arriving):
+                        blocked.add(o.key)
+            backwards.append((old, new))
+            left[s] -= 1
+            progress = True
+    return backwards[::-1]
+
+
+def _pick(
+    olds: list[Change],
+    news: list[Change],
+    blocked: set[str],
+    every: dict[tuple[str, ...], list[Change]],
+    fp: Callable[[Change], Footprint],
+) -> tuple[Change, Change] | None:
+    """The pair to run before those already chosen: a removal nothing later overlaps, with
+    an addition (of the first few) that covers it or overlaps no removal still open; else a
+    removal with an addition that covers it."""
+    free = next((o for o in olds if o.key not in blocked), None)
+    if free is not None:
+        mine = fp(free)
+        covering = [n for n in news[:_LOOK] if fp(n).covers(mine)]
+        if covering:
+            return free, covering[0]
+        # An addition that stands in the way of no removal still open, if one of the
+        # first few is such; else the first.
+        rest = [fp(o) for t in every for o in every[t] if o is not free]
+        clear = (n for n in news[:_LOOK] if not any(fp(n).overlaps(f) for f in rest))
+        return free, next(clear, news[0])
+    for o in olds:
+        mine = fp(o)
+        new = next((n for n in news if fp(n).covers(mine)), None)
+        if new is not None:
+            return o, new
+    return None
+
+
+_LOOK = 8  # additions weighed per pair: enough to steer, few enough to stay fast
+
+
+def _pairable(f: Footprint | None) -> bool:
+    return f is not None and f.pairable
+
+
+def _fp(f: Footprint | None) -> Footprint:
+    assert f is not None
+    return f
+
+
+def _over(
+    b: Budget,
+    held: int,
+    adds: list[Change],
+    removes: list[Change],
+    *,
+    final: int,
+    paired: int | None = None,
+) -> LimitError:
+    """The plan cannot fit `b`: where, by how much, and which policies and rules add most."""
+    rules: Counter[str] = Counter()
     for c in adds:
         if c.new is not None:
-            policies.update(c.new.sources)
+            rules.update(dict.fromkeys(c.new.sources, 1))
+    policies: Counter[str] = Counter()
+    for source, n in rules.items():
+        policies[source.split(" rule ", 1)[0]] += n
     top = ", ".join(f"{p} ({n})" for p, n in policies.most_common(3)) or "none recorded"
+    detail = [s for s, _ in rules.most_common(5) if " rule " in s]
     peak = held + len(adds)
-    where = f"segment {b.segment}, {b.direction}: " if b.segment else ""
+    where = []
+    if b.segment:
+        where.append(f"segment {b.segment}")
+    if b.direction:
+        where.append(b.direction)
+    if b.family:
+        where.append(f"IPv{b.family}")
+    head = f"{', '.join(where)}: " if where else ""
+    counts = f"{held} held now, {final} at the end, {peak} at the peak of an apply that adds first"
     if final > b.limit:
-        what = f"would hold {final} rules"
+        what = f"would hold {final} rules, over the limit of {b.limit} ({counts})"
+    elif paired is not None:
+        what = (
+            f"would hold {peak} rules at the peak of the apply, over the limit of {b.limit} "
+            f"({counts}); only {paired} of the {peak - b.limit} removal/addition pairs needed "
+            "can be changed in place without a moment that blocks what stays allowed"
+        )
     else:
         what = (
             f"would hold {peak} rules at the peak of the apply ({held} now, {len(adds)} added "
-            f"before {removes} removed; {final} at the end)"
+            f"before {len(removes)} removed; {final} at the end), over the limit of {b.limit}"
         )
+    rules_text = f" (rules: {'; '.join(detail)})" if detail else ""
     return LimitError(
-        f"{where}{b.what} {what}, over the limit of {b.limit}; the policies adding most: "
-        f"{top}; nothing was applied",
+        f"{head}{b.what} {what}; the policies adding most: {top}{rules_text}; nothing was applied",
         hint=b.hint
         or "give the segments fewer, larger CIDRs, or raise the quota and the limit setting",
     )
@@ -537,6 +711,11 @@ def _run(
         kept = {r.key for r in implicit} - {c.key for cs in phases.values() for c in cs}
         ledger.settle([c for c in plan.changes if c.key in kept])
     for phase in ORDER:
+        if phase is Phase.NARROW and sched.pairs:
+            expect.verify(adapter, session, phase, sched.pairs, applied=applied)
+            for pair in sched.pairs:
+                adapter.write(session, phase, [pair], applied=applied, progress=progress)
+                expect.paired(pair)
         todo = [c for c in phases.get(phase, []) if c.resource.ident not in absorbed]
         if todo:
             expect.verify(adapter, session, phase, todo, applied=applied)
@@ -585,6 +764,7 @@ class Expected:
         for r in resources:
             self.have[r.ident].append(r)
         self.writes = 0
+        self.blind: set[Ident] = set()
 
     def done(
         self,
@@ -607,6 +787,16 @@ class Expected:
                         self.have[ident] = [r for r in kept if r.container != c.old.ident]
             if c.new is not None:
                 self.have[c.new.ident].append(c.new)
+
+    def paired(self, pair: Change) -> None:
+        """A pair wrote the new rule in the old one's place: under which identity the cloud
+        now shows it is the adapter's (AWS: the new; Azure, GCP: the old name), so neither
+        is checked again in this apply."""
+        assert pair.old is not None and pair.new is not None
+        self.writes += 1
+        self.have.pop(pair.old.ident, None)
+        self.have.pop(pair.new.ident, None)
+        self.blind |= {pair.old.ident, pair.new.ident}
 
     def made(self, resources: Sequence[Resource]) -> None:
         for r in resources:
@@ -643,7 +833,7 @@ class Expected:
         moved = [
             _difference(i, want.get(i, []), found.get(i, []))
             for i in sorted(want.keys() | found.keys(), key=str)
-            if not _same(want.get(i, []), found.get(i, []))
+            if i not in self.blind and not _same(want.get(i, []), found.get(i, []))
         ]
         if moved:
             more = f" (and {len(moved) - 3} more)" if len(moved) > 3 else ""

@@ -53,6 +53,7 @@ class Code(StrEnum):
     KIND_NARROWS_ONLY = "kind-narrows-only"
     AWS_SCTP_ALL_PORTS = "aws-sctp-all-ports"
     AWS_ATTACHMENT_OVERLAP = "aws-attachment-overlap"
+    AWS_WIDENED_TO_FIT = "aws-widened-to-fit"
     AZURE_SCTP_ANY_PROTOCOL = "azure-sctp-any-protocol"
     AZURE_OUTSIDE_VNET = "azure-outside-vnet"
     # Ordered policies (docs/semantics.md#ordered-policies), any dialect.

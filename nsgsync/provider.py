@@ -29,8 +29,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ValidationError
 
 from nsgsync.errors import CloudError, Failure, ProviderError, TopologyError, did_you_mean, excerpt
-from nsgsync.intent import Finding, Intent
+from nsgsync.intent import Finding, Intent, IntentProtocol, Rule
 from nsgsync.model import Topology
+from nsgsync.net import AddressSet, PortSet
 from nsgsync.plan import Change, Ident, Resource
 
 GROUP = "nsgsync.providers"
@@ -115,6 +116,101 @@ class Budget:
     segment: str | None = None
     direction: str | None = None
     hint: str = ""
+    family: int | None = None  # 4 or 6 where the cloud counts the families apart (AWS)
+
+
+Spans = tuple[tuple[int, int], ...]
+# Every port of a protocol, and the protocols a firewall tells apart by name; "other" is
+# every protocol without ports (ICMP, ESP, ...).
+ALL_PORTS: Spans = ((0, 65535),)
+PROTOCOLS = ("tcp", "udp", "sctp", "other")
+
+
+def any_protocol(spans: Spans | None = None) -> tuple[tuple[str, Spans], ...]:
+    """Every protocol: on `spans` where a protocol has ports, and the portless ones too
+    (over-reaching is the safe side of a footprint, see Footprint)."""
+    return tuple((p, spans or ALL_PORTS) for p in PROTOCOLS)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What an allow rule lets through, for the engine's pairing check: connections on the
+    addresses `own` (None: every address the rule's container guards) to or from `peers`,
+    on `ports` (protocol, port spans), where `scope` evaluates rules together (a group's
+    side, an NSG's direction, a network's direction).
+
+    The engine only asks whether two footprints overlap, so a footprint that says more
+    than the rule lets through (a wider peer, every port) is safe, one that says less is
+    not; `exact` says that it is neither (only an exact footprint may `cover` another).
+    `pairable`: whether the adapter can write this rule in another one's place.
+    """
+
+    scope: tuple[str, ...]
+    peers: AddressSet
+    ports: tuple[tuple[str, Spans], ...]
+    own: AddressSet | None = None
+    pairable: bool = True
+    exact: bool = True
+
+    def overlaps(self, other: Footprint) -> bool:
+        # Cheapest first: the ports tell most rules of one side apart.
+        if self.scope != other.scope or not any(
+            p == q and any(lo <= h2 and lo2 <= hi for lo, hi in a for lo2, h2 in b)
+            for p, a in self.ports
+            for q, b in other.ports
+        ):
+            return False
+        if self.own is not None and other.own is not None and not self.own.overlaps(other.own):
+            return False
+        return self.peers.overlaps(other.peers)
+
+    def covers(self, other: Footprint) -> bool:
+        """Whether this surely lets through all `other` may."""
+        if not self.exact or self.scope != other.scope or not other.peers.issubset(self.peers):
+            return False
+        if self.own is not None and (other.own is None or not other.own.issubset(self.own)):
+            return False
+        mine: dict[str, list[tuple[int, int]]] = {}
+        for p, spans in self.ports:
+            mine.setdefault(p, []).extend(spans)
+        return all(
+            any(lo <= a and b <= hi for lo, hi in mine.get(p, ()))
+            for p, spans in other.ports
+            for a, b in spans
+        )
+
+
+def lets_through(wide: Rule, narrow: Rule) -> bool:
+    """Whether `wide` allows every protocol and port `narrow` does (addresses aside)."""
+    if wide.protocol is not IntentProtocol.ANY and wide.protocol is not narrow.protocol:
+        return False
+    if wide.ports is None:
+        return True
+    if narrow.ports is None:
+        return False
+    return PortSet.of(narrow.ports).issubset(PortSet.of(wide.ports))
+
+
+def dont_care_peers(
+    rules: Sequence[Rule], peers: Sequence[AddressSet], *, exact: Sequence[bool] | None = None
+) -> list[AddressSet]:
+    """Each rule's `peers` as the fewest prefixes, where addresses that another rule of the
+    same side already allows on the same or more protocols and ports (the node rule, for
+    one) count as don't-care: `0.0.0.0/0` less the node CIDRs is `0.0.0.0/0` again.
+
+    Sound: each rule keeps all its own peers, and what it gains another rule allows
+    already, on at least its ports. `exact[i]` False: rule i is written wider than the
+    Intent says (all ports of SCTP on AWS): it gains nothing, as no rule is known to
+    cover what it writes.
+    """
+    out = []
+    for i, (rule, mine) in enumerate(zip(rules, peers, strict=True)):
+        if exact is not None and not exact[i]:
+            out.append(mine)
+            continue
+        others = [peers[j] for j, other in enumerate(rules) if j != i and lets_through(other, rule)]
+        out.append(mine.cover(AddressSet.union_all(others)) if others else mine)
+    return out
 
 
 @dataclass(frozen=True)
@@ -163,7 +259,10 @@ class Adapter(Protocol):
 
     @property
     def pairs(self) -> bool:
-        """Whether NARROW can replace a rule by another in one call (count-neutral)."""
+        """Whether NARROW can replace a rule by another in one call (count-neutral): given
+        a CHANGE whose old and new resources differ in identity, `write` rewrites the old
+        rule in place with the new one's content, and `desired` names a rule after an
+        existing one of the same content, so that the next plan finds nothing to do."""
         ...
 
     @property
@@ -204,6 +303,11 @@ class Adapter(Protocol):
         ...
 
     def denies(self, resource: Resource) -> bool: ...
+
+    def footprint(self, resource: Resource) -> Footprint | None:
+        """What an allow rule lets through (None for a deny, or where unknown: such a rule
+        is never paired, and a change of it blocks every pair that could overlap it)."""
+        ...
 
     def widens(self, old: Resource, new: Resource) -> bool:
         """Whether `new` lets through at least what `old` did (same identity)."""
@@ -340,13 +444,17 @@ __all__ = [
     "Attaching",
     "Budget",
     "Created",
+    "Footprint",
     "Phase",
     "Progress",
     "Provider",
     "Snapshot",
     "Timeouts",
+    "any_protocol",
     "configure",
+    "dont_care_peers",
     "installed",
+    "lets_through",
     "load_provider",
     "settings",
 ]

@@ -90,6 +90,9 @@ class ToyAdapter:
     def denies(self, resource):
         return False
 
+    def footprint(self, resource):
+        return None  # the toy never pairs
+
     def widens(self, old, new):
         return True
 

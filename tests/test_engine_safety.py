@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,13 +25,15 @@ from azure.mgmt.network import NetworkManagementClient
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nsgsync.engine import apply_plan, make_plan
+from nsgsync.errors import LimitError
 from nsgsync.intent import DirectionIntent, Intent, IntentProtocol, Rule, SegmentIntent
 from nsgsync.model import Topology
-from nsgsync.provider import configure
+from nsgsync.plan import Resource, Role
+from nsgsync.provider import Snapshot, configure
 from nsgsync.sources.files import topology_from_mapping
 from tests.aws.conftest import moto_endpoint  # noqa: F401  (the fixture)
 from tests.aws.evaluate import Groups
@@ -181,6 +184,39 @@ def check_transition(cloud: Cloud, before: Intent, after: Intent) -> None:
     assert make_plan(adapter, after, session=cloud.session).plan.empty
 
 
+def check_tight_transition(cloud: Cloud, before: Intent, after: Intent, *, key: str) -> None:
+    """The same, with the quota (`key` in the provider's block) as tight as the end states
+    allow: every change that adds more than it can hold at once is made in pairs."""
+    provider = cloud.topology.provider
+    block = cloud.topology.provider_block(provider)
+    wide = configure(cloud.topology)
+    need = max(_most(wide.desired(i, Snapshot(offline=True))[0], provider) for i in (before, after))
+    top = cloud.topology.model_copy(update={provider: {**block, key: max(need, 1)}})
+    tight = Cloud()
+    tight.topology, tight.session, tight.allows, tight.state = (
+        top,
+        cloud.session,
+        cloud.allows,
+        cloud.state,
+    )
+    try:
+        check_transition(tight, before, after)
+    except LimitError:
+        # No pair order is safe: the plan says so before any write (a plan that wrote
+        # instead would have been caught above as a blocked moment).
+        assume(False)
+
+
+def _most(resources: list[Resource], provider: str) -> int:
+    """The largest count that one quota of `provider` holds."""
+    counts: Counter[tuple[object, ...]] = Counter()
+    for r in resources:
+        if r.role is Role.RULE:
+            cidr6 = "CidrIpv6" in r.body
+            counts[(r.segment, r.direction, cidr6) if provider == "aws" else ()] += 1
+    return max(counts.values(), default=0)
+
+
 # --- AWS: moto's server behind the proxy ---
 
 
@@ -218,6 +254,14 @@ def test_no_moment_blocks_what_both_allow_aws(
     aws_cloud: Cloud, before: Intent, after: Intent
 ) -> None:
     check_transition(aws_cloud, before, after)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(before=intents, after=intents)
+def test_no_moment_blocks_what_both_allow_aws_at_a_tight_quota(
+    aws_cloud: Cloud, before: Intent, after: Intent
+) -> None:
+    check_tight_transition(aws_cloud, before, after, key="maxRulesPerGroup")
 
 
 # --- GCP: the compute stand-in behind the proxy ---
@@ -258,6 +302,14 @@ def test_no_moment_blocks_what_both_allow_gcp(
     gcp_cloud: Cloud, before: Intent, after: Intent
 ) -> None:
     check_transition(gcp_cloud, before, after)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(before=intents, after=intents)
+def test_no_moment_blocks_what_both_allow_gcp_at_a_tight_quota(
+    gcp_cloud: Cloud, before: Intent, after: Intent
+) -> None:
+    check_tight_transition(gcp_cloud, before, after, key="maxRules")
 
 
 # --- Azure: the ARM stand-in behind a wrapping transport ---

@@ -8,17 +8,21 @@ from typing import Any
 
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
+from nsgsync.net import AddressSet
 from nsgsync.plan import Change, Resource, Role
 from nsgsync.provider import (
+    ALL_PORTS,
     Adapter,
     Applied,
     Budget,
     Created,
+    Footprint,
     Phase,
     Progress,
     Provider,
     Snapshot,
     Timeouts,
+    any_protocol,
 )
 from nsgsync_aws import client as ec2
 from nsgsync_aws import render as _render
@@ -86,15 +90,50 @@ class AwsAdapter:
             return None
         side = resource.direction or "ingress"
         group = resource.container.parts if resource.container else (resource.segment,)
+        # EC2 counts a group's IPv4 and IPv6 rules apart, each against the quota.
+        family = _render.family(resource.body)
         return Budget(
             # Per group: a copy's rules never pair with (nor count against) the segment's.
-            scope=("sg", *group, side),
-            what=f"the {side} rules of security group {group_name(self.cluster, resource.segment)}",
+            scope=("sg", *group, side, f"v{family}"),
+            what=f"the {side} IPv{family} rules of security group "
+            f"{group_name(self.cluster, resource.segment)}",
             limit=self.config.max_rules_per_group,
             segment=resource.segment,
             direction=side,
-            hint="set aws.peerMode: security-group (a peer segment is one rule), give the "
-            "segments fewer, larger CIDRs, or raise the quota and aws.maxRulesPerGroup",
+            family=family,
+            hint=_render.LIMIT_HINT,
+        )
+
+    def footprint(self, resource: Resource) -> Footprint | None:
+        if resource.type != _render.RULE or resource.segment is None:
+            return None
+        body = resource.body
+        peers = AddressSet.everything()  # a group nsgsync does not know: anyone, to be safe
+        # A group's members are not addresses nsgsync can be sure of: it overlaps, never covers.
+        exact = bool(body.get("CidrIpv4") or body.get("CidrIpv6"))
+        if exact:
+            peers = AddressSet.of(str(body.get("CidrIpv4") or body.get("CidrIpv6")))
+        else:
+            peer = resource.ident.parts[-1]
+            names = {s.name: s for s in self.topology.segments}
+            if peer.startswith("sg:") and peer[3:] in names:
+                peers = names[peer[3:]].addresses
+        proto = str(body.get("IpProtocol"))
+        low, high = int(body.get("FromPort", -1)), int(body.get("ToPort", -1))
+        if proto in ("tcp", "udp") and low >= 0:
+            ports: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ((proto, ((low, high),)),)
+        elif proto in ("tcp", "udp", "132"):
+            ports = (("sctp" if proto == "132" else proto, ALL_PORTS),)
+        elif proto == "-1":
+            ports = any_protocol()
+        else:
+            ports, exact = (("other", ALL_PORTS),), False
+        group = resource.container.parts if resource.container else (resource.segment,)
+        return Footprint(
+            scope=("sg", *group, resource.direction or "ingress"),
+            peers=peers,
+            ports=ports,
+            exact=exact,
         )
 
     def denies(self, resource: Resource) -> bool:

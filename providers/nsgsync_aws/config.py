@@ -15,10 +15,15 @@ class AwsConfig(BaseModel):
 
     region: str
     vpc_id: str = Field(alias="vpcId", pattern=r"^vpc-[0-9a-z]+$")
-    # cidr: one rule per peer prefix; security-group: a peer that is exactly a segment is
-    # named by that segment's group (fewer rules, robust to the segment's CIDRs growing).
-    peer_mode: Literal["cidr", "security-group"] = Field(default="cidr", alias="peerMode")
+    # cidr: one rule per peer prefix; security-group: a segment that is wholly a peer is
+    # named by its group (fewer rules, robust to the segment's CIDRs growing); auto: by its
+    # group where that is one rule in place of several CIDRs, else by CIDRs.
+    peer_mode: Literal["auto", "cidr", "security-group"] = Field(default="auto", alias="peerMode")
     max_rules_per_group: int = Field(default=60, alias="maxRulesPerGroup", ge=1, le=1000)
+    # fail: a side over maxRulesPerGroup fails the plan; widen: merge the rules that let
+    # through least beyond themselves (wider addresses or ports) until it fits, each a
+    # finding (aws-widened-to-fit).
+    on_limit: Literal["fail", "widen"] = Field(default="fail", alias="onLimit")
 
 
 class AwsSegmentConfig(BaseModel):

@@ -5,17 +5,20 @@ One group per segment; one rule per (peer, protocol, port range). Pure: no AWS c
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 from nsgsync.errors import LimitError
-from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
+from nsgsync.intent import Code, DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
 from nsgsync.plan import Ident, Resource, Role
+from nsgsync.provider import dont_care_peers
 from nsgsync_aws.config import AwsConfig
 
 CLUSTER_TAG = "nsgsync.io/cluster"
@@ -31,6 +34,18 @@ _PROTOCOL = {
 }
 _WITH_PORTS = {"tcp", "udp"}
 _DESCRIPTION_OK = re.compile(r"[^a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]")
+
+
+LIMIT_HINT = (
+    "let a peer that is a whole segment be one rule (aws.peerMode: auto or security-group), "
+    "give the segments fewer, larger CIDRs, set aws.onLimit: widen, or raise the quota and "
+    "aws.maxRulesPerGroup"
+)
+
+
+def family(body: Mapping[str, Any]) -> int:
+    """The address family a rule counts against (a referenced group counts as IPv4)."""
+    return 6 if "CidrIpv6" in body else 4
 
 
 def group_name(cluster: str, segment: str) -> str:
@@ -152,20 +167,26 @@ def rule_body(
     }
 
 
-def _peer_parts(
-    rule: Rule, config: AwsConfig, segments: dict[str, AddressSet], cluster: str
-) -> list[tuple[dict[str, Any], str | None]]:
-    """The peer as EC2 peers: whole segments by group (in security-group mode), then CIDRs."""
-    rest = rule.peer_set
-    out: list[tuple[dict[str, Any], str | None]] = []
-    if config.peer_mode == "security-group":
-        for name, addresses in sorted(segments.items()):
-            if addresses and addresses.issubset(rest):
-                out.append(({"ReferencedGroupInfo": {"GroupId": group_ref(cluster, name)}}, name))
-                rest = rest - addresses
-    for cidr in rest.cidrs():
-        out.append(({"CidrIpv6": cidr} if ":" in cidr else {"CidrIpv4": cidr}, None))
-    return out
+def _split(
+    peers: AddressSet, config: AwsConfig, segments: dict[str, AddressSet]
+) -> tuple[list[str], AddressSet]:
+    """The segments the peer names by group, and the addresses left for CIDR rules.
+
+    security-group: every segment that is wholly a peer. auto: such a segment where its
+    group is one rule in place of more CIDRs (a segment of one CIDR inside a larger block
+    stays in the block)."""
+    refs: list[str] = []
+    rest = peers
+    if config.peer_mode == "cidr":
+        return refs, rest
+    for name, addresses in sorted(segments.items()):
+        if not addresses or not addresses.issubset(rest):
+            continue
+        if config.peer_mode == "auto" and len((rest - addresses).cidrs()) + 1 >= len(rest.cidrs()):
+            continue
+        refs.append(name)
+        rest = rest - addresses
+    return refs, rest
 
 
 def _direction_rules(
@@ -197,7 +218,12 @@ def _direction_rules(
             )
             out.append(rule_resource(body, segment))
         return out
-    for rule in side.rules:
+    splits = [_split(rule.peer_set, config, segments) for rule in side.rules]
+    # Addresses other rules of this side allow on the same ports are don't-care: node
+    # CIDRs cut out of 0.0.0.0/0 (the node rule allows them) need not be cut out again.
+    exact = [not (r.protocol is IntentProtocol.SCTP and r.ports is not None) for r in side.rules]
+    rests = dont_care_peers(side.rules, [rest for _, rest in splits], exact=exact)
+    for rule, (refs, _), rest in zip(side.rules, splits, rests, strict=True):
         protocol = _PROTOCOL[rule.protocol]
         spans: list[tuple[int, int] | None] = list(rule.ports) if rule.ports is not None else [None]
         if protocol == "132" and rule.ports is not None:
@@ -215,8 +241,15 @@ def _direction_rules(
         # Once per rule, not per peer: the provenance names every peer, so building it per
         # peer made a rule of n peers cost n^2 (130 s at 10,000 ipBlock peers).
         text = description(rule.explanation())
-        policies = tuple(rule.policies)
-        for peer, peer_segment in _peer_parts(rule, config, segments, cluster):
+        policies = provenance(rule)
+        parts: list[tuple[dict[str, Any], str | None]] = [
+            ({"ReferencedGroupInfo": {"GroupId": group_ref(cluster, name)}}, name) for name in refs
+        ]
+        parts += [
+            ({"CidrIpv6": cidr} if ":" in cidr else {"CidrIpv4": cidr}, None)
+            for cidr in rest.cidrs()
+        ]
+        for peer, peer_segment in parts:
             for span in spans:
                 body = rule_body(
                     egress=egress,
@@ -230,7 +263,15 @@ def _direction_rules(
                 out.append(
                     rule_resource(body, segment, peer_segment=peer_segment, sources=policies)
                 )
-    return _dedupe(out)
+    rules = _dedupe(out)
+    if config.on_limit == "widen":
+        rules = widen_to_fit(rules, config.max_rules_per_group, findings)
+    return rules
+
+
+def provenance(rule: Rule) -> tuple[str, ...]:
+    """Where a rule came from, for messages: `ns/p rule 0 peer 1` where the Intent says."""
+    return tuple(s.describe() for s in rule.sources if s.policy) or tuple(rule.policies)
 
 
 def _dedupe(resources: Sequence[Resource]) -> list[Resource]:
@@ -278,18 +319,165 @@ def render(
 
 
 def check_limits(desired: Sequence[Resource], config: AwsConfig) -> None:
-    counts = Counter(
-        (r.segment, "egress" if r.body["IsEgress"] else "ingress")
-        for r in desired
-        if r.type == RULE
-    )
-    over = sorted((seg, d, n) for (seg, d), n in counts.items() if n > config.max_rules_per_group)
+    """Each group's side and family at the end of the apply (the engine checks the peak)."""
+    by: dict[tuple[str, str, int], list[Resource]] = {}
+    for r in desired:
+        if r.type == RULE and r.segment is not None:
+            side = "egress" if r.body["IsEgress"] else "ingress"
+            by.setdefault((r.segment, side, family(r.body)), []).append(r)
+    over = sorted((k, rs) for k, rs in by.items() if len(rs) > config.max_rules_per_group)
     if over:
-        seg, direction, n = over[0]
+        (seg, direction, fam), rules = over[0]
         others = f" (and {len(over) - 1} more)" if len(over) > 1 else ""
         raise LimitError(
-            f"segment {seg} needs {n} {direction} rules in its security group, over the limit "
-            f"of {config.max_rules_per_group} (aws.maxRulesPerGroup){others}; nothing was applied",
-            hint="set aws.peerMode: security-group (a peer segment is one rule), give the "
-            "segments fewer, larger CIDRs, or raise the quota and aws.maxRulesPerGroup",
+            f"segment {seg} needs {len(rules)} {direction} rules in its security group "
+            f"(IPv{fam}), over the limit of {config.max_rules_per_group} (aws.maxRulesPerGroup)"
+            f"{others}; the policies and rules adding most: {contributors(rules)}; nothing "
+            "was applied",
+            hint=LIMIT_HINT,
         )
+
+
+def contributors(rules: Sequence[Resource], top: int = 3) -> str:
+    """`ns/p (12: ns/p rule 0 peer 2, ...)`: the policies with most rules, and their rules."""
+    counts: Counter[str] = Counter()
+    by_policy: dict[str, Counter[str]] = {}
+    for r in rules:
+        for source in dict.fromkeys(r.sources):
+            policy = source.split(" rule ", 1)[0]
+            counts[policy] += 1
+            by_policy.setdefault(policy, Counter())[source] += 1
+    parts = []
+    for policy, n in counts.most_common(top):
+        detail = [s for s, _ in by_policy[policy].most_common(2) if s != policy]
+        parts.append(f"{policy} ({n}{': ' + ', '.join(detail) if detail else ''})")
+    return ", ".join(parts) or "none recorded"
+
+
+# --- aws.onLimit: widen ---------------------------------------------------------------
+
+
+def _size(cidr: str) -> int:
+    net = ipaddress.ip_network(cidr)
+    return int(net.num_addresses)
+
+
+def _ports(body: Mapping[str, Any]) -> tuple[int, int]:
+    if body["IpProtocol"] in _WITH_PORTS:
+        return int(body["FromPort"]), int(body["ToPort"])
+    return (-1, -1)
+
+
+def _span(body: Mapping[str, Any]) -> int:
+    low, high = _ports(body)
+    return 65536 if low < 0 else high - low + 1
+
+
+def _merge_cost(a: Resource, b: Resource) -> tuple[int, str, dict[str, Any]] | None:
+    """What one rule in place of `a` and `b` lets through beyond them, and its body; None
+    where they cannot merge (other protocol, a group peer, another family)."""
+    x, y = a.body, b.body
+    if x["IpProtocol"] != y["IpProtocol"] or family(x) != family(y):
+        return None
+    key = "CidrIpv6" if family(x) == 6 else "CidrIpv4"
+    if key not in x or key not in y:
+        return None
+    if _ports(x) == _ports(y):
+        # Wider addresses: the smallest prefix holding both.
+        first, second = ipaddress.ip_network(x[key]), ipaddress.ip_network(y[key])
+        net = first
+        while not (second.subnet_of(net) and first.subnet_of(net)):  # type: ignore[arg-type]
+            net = net.supernet()
+        extra = int(net.num_addresses) - _size(x[key]) - _size(y[key])
+        body = {**x, key: str(net)}
+        return max(extra, 0) * _span(x), f"{x[key]} and {y[key]} as {net}", body
+    if x[key] == y[key] and x["IpProtocol"] in _WITH_PORTS:
+        # Wider ports: one span holding both.
+        (lo1, hi1), (lo2, hi2) = _ports(x), _ports(y)
+        low, high = min(lo1, lo2), max(hi1, hi2)
+        extra = (high - low + 1) - (hi1 - lo1 + 1) - (hi2 - lo2 + 1)
+        body = {**x, "FromPort": low, "ToPort": high}
+        return (
+            max(extra, 0) * _size(x[key]),
+            f"ports {lo1}-{hi1} and {lo2}-{hi2} as {low}-{high}",
+            body,
+        )
+    return None
+
+
+def widen_to_fit(rules: list[Resource], limit: int, findings: list[Finding]) -> list[Resource]:
+    """Merge the cheapest two rules (fewest connections let through that neither did) until
+    each family of the side holds `limit` rules; sound, as a merged rule allows all both
+    did. Each merge is a finding, `aws-widened-to-fit`."""
+    out = list(rules)
+    for fam in (4, 6):
+        while sum(1 for r in out if family(r.body) == fam) > limit:
+            best: tuple[int, str, int, int, dict[str, Any]] | None = None
+            for a, b in _neighbours([r for r in out if family(r.body) == fam]):
+                merged = _merge_cost(a, b)
+                if merged is not None and (best is None or merged[0] < best[0]):
+                    best = (merged[0], merged[1], out.index(a), out.index(b), merged[2])
+            if best is None:
+                break  # nothing merges: the limit error says what to do
+            cost, what, i, j, body = best
+            a, b = out[i], out[j]
+            assert a.segment is not None
+            sources = tuple(dict.fromkeys(a.sources + b.sources))
+            joined = rule_resource(body, a.segment, sources=sources)
+            # The merged rule may hold others of its kind whole: they go too.
+            out = [r for k, r in enumerate(out) if k not in (i, j) and not _within(r, joined)] + [
+                joined
+            ]
+            side = "egress" if body["IsEgress"] else "ingress"
+            findings.append(
+                Finding(
+                    severity=Severity.WARNING,
+                    code=Code.AWS_WIDENED_TO_FIT,
+                    segment=a.segment,
+                    policy=sources[0].split(" rule ", 1)[0] if sources else None,
+                    message=f"aws.onLimit: widen: the {side} rules of {a.segment} merged "
+                    f"{what} ({cost} more address-ports allowed) to fit "
+                    f"{limit} rules a side",
+                )
+            )
+    return _dedupe(out)
+
+
+def _neighbours(rules: list[Resource]) -> list[tuple[Resource, Resource]]:
+    """The pairs worth weighing: next to each other in address order among rules of one
+    protocol and ports, and in port order among rules of one protocol and CIDR (a merge of
+    two further apart lets through all that lies between, and costs more)."""
+    by_ports: dict[tuple[str, tuple[int, int]], list[Resource]] = {}
+    by_peer: dict[tuple[str, str], list[Resource]] = {}
+    for r in rules:
+        cidr = r.body.get("CidrIpv4") or r.body.get("CidrIpv6")
+        if cidr is None:
+            continue  # a group peer: no address to widen
+        by_ports.setdefault((r.body["IpProtocol"], _ports(r.body)), []).append(r)
+        by_peer.setdefault((r.body["IpProtocol"], str(cidr)), []).append(r)
+    out: list[tuple[Resource, Resource]] = []
+    for group in by_ports.values():
+        ordered = sorted(group, key=lambda r: _address_key(r.body))
+        out += list(pairwise(ordered))
+    for group in by_peer.values():
+        ordered = sorted(group, key=lambda r: _ports(r.body))
+        out += list(pairwise(ordered))
+    return out
+
+
+def _address_key(body: Mapping[str, Any]) -> tuple[int, int]:
+    net = ipaddress.ip_network(str(body.get("CidrIpv4") or body.get("CidrIpv6")))
+    return int(net.network_address), net.prefixlen
+
+
+def _within(r: Resource, wide: Resource) -> bool:
+    """Whether rule `r` lets through nothing that `wide` does not (CIDR rules only)."""
+    x, y = r.body, wide.body
+    key = "CidrIpv6" if family(x) == 6 else "CidrIpv4"
+    if x["IpProtocol"] != y["IpProtocol"] or key not in x or key not in y:
+        return False
+    if family(x) != family(y):
+        return False
+    (lo1, hi1), (lo2, hi2) = _ports(x), _ports(y)
+    inside = ipaddress.ip_network(x[key]).subnet_of(ipaddress.ip_network(y[key]))  # type: ignore[arg-type]
+    return inside and lo2 <= lo1 and hi1 <= hi2

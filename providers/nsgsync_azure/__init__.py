@@ -9,7 +9,17 @@ from typing import Any
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
 from nsgsync.plan import Change, Resource, Role
-from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Provider, Snapshot
+from nsgsync.provider import (
+    Adapter,
+    Applied,
+    Budget,
+    Created,
+    Footprint,
+    Phase,
+    Progress,
+    Provider,
+    Snapshot,
+)
 from nsgsync_azure import render as _render
 from nsgsync_azure.client import Arm, Held, bind, make_client
 from nsgsync_azure.config import Settings, load
@@ -23,9 +33,9 @@ class AzureAdapter:
     topology: Topology
     settings: Settings
     name: str = "azure"
-    # A rule PUT under the same name changes its content, not its name, its identity: a
-    # pair would leave a rule that the next plan replaces again.
-    pairs: bool = False
+    # A rule PUT under an existing rule's name (and priority) replaces its content in one
+    # call; desired then keeps that name for that content (client.adopt_names).
+    pairs: bool = True
     # An NSG is deleted with its rules.
     cascades: bool = True
 
@@ -99,6 +109,9 @@ class AzureAdapter:
 
     def denies(self, resource: Resource) -> bool:
         return (resource.body.get("properties") or {}).get("access") == "Deny"
+
+    def footprint(self, resource: Resource) -> Footprint | None:
+        return _render.footprint(resource)
 
     def widens(self, old: Resource, new: Resource) -> bool:
         return False  # a priority or its prefixes may move: narrowing is the safe reading

@@ -500,10 +500,17 @@ class Arm:
     def put_rule(self, c: Change, verb: str, progress: Progress) -> None:
         assert c.new is not None
         nsg = c.new.ident.parts[0]
-        name = str(c.new.body["name"])
-        props = c.new.body["properties"]
+        body = dict(c.new.body)
+        if c.old is not None and c.old.ident != c.new.ident:
+            # A pair (docs/providers.md): the new content under the old rule's name and
+            # priority slot, one PUT, so the NSG's count never moves.
+            old = c.old.body
+            props = {**body["properties"], "priority": old["properties"]["priority"]}
+            body = {**body, "name": old["name"], "properties": props}
+        name = str(body["name"])
+        props = body["properties"]
         progress(f"{verb} rule {name} ({props['direction']} {props['priority']}) in NSG {nsg}")
-        rule = SecurityRule(dict(c.new.body))
+        rule = SecurityRule(body)
         self._wait(
             f"writing rule {name} in NSG {nsg}",
             lambda: self.client.security_rules.begin_create_or_update(self.group, nsg, name, rule),
@@ -569,6 +576,33 @@ class Arm:
         self._write_subnet(subnet_id, "dissociating", drop)
 
 
+def adopt_names(desired: Sequence[Resource], actual: Sequence[Resource]) -> list[Resource]:
+    """A desired rule whose content an owned rule of another name already holds (a pair
+    wrote it there in place) takes that rule's name, and so its priority: the next plan
+    must find nothing to do."""
+    wanted = {r.key for r in desired}
+    have = {r.key for r in actual}
+    free: dict[tuple[str, str], list[Resource]] = defaultdict(list)
+    for r in actual:
+        if r.key not in wanted:
+            free[(r.ident.parts[0], _content(r.body))].append(r)
+    out = []
+    for r in desired:
+        spare = free.get((r.ident.parts[0], _content(r.body))) if r.key not in have else None
+        if spare:
+            name = str(spare.pop(0).body["name"])
+            r = rule_resource(
+                r.ident.parts[0], {**r.body, "name": name}, r.segment, sources=r.sources
+            )
+        out.append(r)
+    return out
+
+
+def _content(body: Mapping[str, Any]) -> str:
+    props = body.get("properties") or {}
+    return repr(sorted((k, repr(v)) for k, v in props.items() if k != "priority"))
+
+
 def bind(
     desired: Sequence[Resource],
     actual: Sequence[Resource],
@@ -604,8 +638,8 @@ def bind(
                 hint="give the segments fewer, larger CIDRs, or remove rules nsgsync does "
                 "not own from the NSG",
             )
-    rules = [r for r in desired if r.type == RULE]
     current_rules = [r for r in actual if r.type == RULE]
+    rules = adopt_names([r for r in desired if r.type == RULE], current_rules)
     occupied: dict[Group, set[int]] = defaultdict(set)
     for r in current_rules:
         occupied[group_of(r)].add(int(r.body["properties"]["priority"]))

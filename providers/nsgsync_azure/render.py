@@ -23,8 +23,9 @@ from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rul
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
 from nsgsync.plan import Ident, Resource, Role
+from nsgsync.provider import ALL_PORTS, Footprint, Spans, any_protocol
 from nsgsync_azure.config import SUBNET_ID, Placement, Settings
-from nsgsync_azure.priorities import FINAL_SUFFIX, UNSEGMENTED_SUFFIX, assign
+from nsgsync_azure.priorities import FINAL_SUFFIX, UNSEGMENTED_SUFFIX, assign, tier
 
 CLUSTER_TAG = "nsgsync.io/cluster"
 SEGMENT_TAG = "nsgsync.io/segment"
@@ -411,3 +412,59 @@ def check_limits(desired: Sequence[Resource]) -> None:
                     f"of {MAX_PREFIXES_PER_SIDE}; nothing was applied",
                     hint="give the segment fewer, larger CIDRs",
                 )
+
+
+def _addresses(props: Mapping[str, Any], single: str) -> tuple[AddressSet, bool]:
+    """The addresses a rule's side names, and whether exactly ("*" is every address)."""
+    values = props.get(single)
+    listed = [str(values)] if values else [str(v) for v in props.get(single + "es") or []]
+    if listed == ["*"]:
+        return AddressSet.everything(), True
+    try:
+        return AddressSet.from_cidrs(listed), True
+    except ValueError:
+        # Service tags: anyone, which a footprint may say (it only overlaps more), not exactly.
+        return AddressSet.everything(), False
+
+
+def footprint(r: Resource) -> Footprint | None:
+    """What an Allow rule lets through; only the segments' allow rules (below the
+    `-default` and `-unsegmented` rules, whose slots mean something) can be paired."""
+    props = r.body.get("properties") or {}
+    if r.type != RULE or props.get("access") != "Allow":
+        return None
+    inbound = props.get("direction") == INBOUND
+    own_key, peer_key = (
+        ("destinationAddressPrefix", "sourceAddressPrefix")
+        if inbound
+        else ("sourceAddressPrefix", "destinationAddressPrefix")
+    )
+    ranges = [props["destinationPortRange"]] if props.get("destinationPortRange") else []
+    ranges += list(props.get("destinationPortRanges") or [])
+    spans: list[tuple[int, int]] = []
+    for text in ranges:
+        lo, _, hi = str(text).partition("-")
+        if not lo.isdigit():
+            spans = []
+            break
+        spans.append((int(lo), int(hi or lo)))
+    protocol = str(props.get("protocol", "*")).lower()
+    ports: tuple[tuple[str, Spans], ...]
+    exact = True
+    if protocol in ("tcp", "udp"):
+        ports = ((protocol, tuple(spans) or ALL_PORTS),)
+    elif protocol == "*":
+        ports = any_protocol(tuple(spans) or None)
+        exact = not spans  # on some ports: the portless protocols are not really in
+    else:
+        ports, exact = (("other", ALL_PORTS),), False
+    peers, peers_exact = _addresses(props, peer_key)
+    own, own_exact = _addresses(props, own_key)
+    return Footprint(
+        scope=("nsg", r.ident.parts[0], str(props.get("direction"))),
+        peers=peers,
+        ports=ports,
+        own=own,
+        pairable=tier(r) == 2,
+        exact=exact and peers_exact and own_exact,
+    )

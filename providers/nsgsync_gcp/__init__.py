@@ -14,6 +14,7 @@ from nsgsync.provider import (
     Applied,
     Budget,
     Created,
+    Footprint,
     Phase,
     Progress,
     Provider,
@@ -33,9 +34,9 @@ class GcpAdapter:
     config: GcpConfig
     segments: Mapping[str, GcpSegmentConfig]
     name: str = "gcp"
-    # An in-place PUT changes a rule's content but not its name, its identity: a pair
-    # would leave a rule that the next plan replaces again.
-    pairs: bool = False
+    # A PUT under an existing rule's name replaces its content in one call; desired then
+    # keeps that name for that content (compute.adopt_names), so the next plan is empty.
+    pairs: bool = True
     # No containers.
     cascades: bool = False
 
@@ -73,7 +74,7 @@ class GcpAdapter:
         _render.check_limits(desired, self.topology, self.config)
         if isinstance(snapshot.constraints, compute.Foreign):
             compute.check_names(desired, snapshot.constraints, self.config.project)
-        return desired, findings
+        return compute.adopt_names(desired, snapshot.resources), findings
 
     def restore(
         self, type_: str, key: str, body: Mapping[str, Any], segment: str | None
@@ -90,6 +91,9 @@ class GcpAdapter:
 
     def denies(self, resource: Resource) -> bool:
         return compute.denies(resource)
+
+    def footprint(self, resource: Resource) -> Footprint | None:
+        return compute.footprint(resource, self.config.network_path)
 
     def widens(self, old: Resource, new: Resource) -> bool:
         return compute.widens(old, new)

@@ -26,7 +26,7 @@ from google.protobuf import json_format  # type: ignore[import-untyped]
 from nsgsync.errors import CloudError, Failure, ProviderError, excerpt
 from nsgsync.net import AddressSet
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import Progress, Timeouts
+from nsgsync.provider import ALL_PORTS, Footprint, Progress, Spans, Timeouts, any_protocol
 from nsgsync_gcp.config import GcpConfig
 from nsgsync_gcp.render import firewall_resource, marker, name_prefix, owner_of, range_sort_key
 
@@ -186,6 +186,71 @@ def widens(old: Resource, new: Resource) -> bool:
 
 # Names per list call of a narrow re-read: the filter stays well inside a URL's length.
 _NAMES_PER_FILTER = 20
+
+
+def footprint(r: Resource, network: str) -> Footprint | None:
+    """What an allow rule lets through (denies are never paired)."""
+    if denies(r) or "allowed" not in r.body:
+        return None
+    body = r.body
+    ingress = body.get("direction") != "EGRESS"
+
+    def ranges(key: str) -> AddressSet:
+        try:
+            return AddressSet.from_cidrs(body.get(key) or ["0.0.0.0/0", "::/0"])
+        except ValueError:
+            return AddressSet.everything()
+
+    own, peers = (
+        ("destinationRanges", "sourceRanges") if ingress else ("sourceRanges", "destinationRanges")
+    )
+    ports: list[tuple[str, Spans]] = []
+    exact = True
+    for entry in body.get("allowed") or []:
+        proto = str(entry.get("IPProtocol", "")).lower()
+        proto = {"6": "tcp", "17": "udp", "132": "sctp"}.get(proto, proto)
+        spans: list[tuple[int, int]] = []
+        for text in entry.get("ports") or []:
+            lo, _, hi = str(text).partition("-")
+            spans.append((int(lo), int(hi or lo)))
+        if proto == "all":
+            ports += any_protocol()
+        elif proto in ("tcp", "udp", "sctp"):
+            ports.append((proto, tuple(spans) or ALL_PORTS))
+        else:
+            ports.append(("other", ALL_PORTS))
+            exact = False  # every portless protocol stands for this one
+    return Footprint(
+        scope=("firewall", network, "ingress" if ingress else "egress"),
+        peers=ranges(peers),
+        ports=tuple(ports),
+        own=ranges(own),
+        exact=exact,
+    )
+
+
+def adopt_names(desired: Sequence[Resource], actual: Sequence[Resource]) -> list[Resource]:
+    """A desired rule whose content an owned rule of another name already holds (a pair
+    wrote it there in place) takes that rule's name: the name is only an identity, and
+    the next plan must find nothing to do."""
+    wanted = {r.key for r in desired}
+    free: dict[str, list[Resource]] = {}
+    for r in actual:
+        if r.key not in wanted:
+            free.setdefault(_content(r.body), []).append(r)
+    have = {r.key for r in actual}
+    out = []
+    for r in desired:
+        spare = free.get(_content(r.body)) if r.key not in have else None
+        if spare:
+            name = str(spare.pop(0).body["name"])
+            r = firewall_resource({**r.body, "name": name}, r.segment, sources=r.sources)
+        out.append(r)
+    return out
+
+
+def _content(body: Mapping[str, Any]) -> str:
+    return repr(sorted((k, repr(v)) for k, v in body.items() if k != "name"))
 
 
 @dataclass(frozen=True)
@@ -348,8 +413,9 @@ def _holds(session: Session, project: str, want: Resource) -> bool:
 
 def _update(session: Session, project: str, c: Change, progress: Progress) -> Write:
     assert c.new is not None and c.old is not None
-    message = firewall_message(dict(c.new.body))
     name = c.old.ident.name
+    # A pair (docs/providers.md) writes the new rule's content under the old rule's name.
+    message = firewall_message({**c.new.body, "name": name})
 
     # PUT, not PATCH: PATCH cannot empty a list (the SDK drops empty lists) nor turn
     # an allow into a deny, and a hand-made addition must go.

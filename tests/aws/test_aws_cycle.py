@@ -170,7 +170,8 @@ def test_rule_limit_fails_the_plan_naming_segment_count_and_limit(ec2: Ec2) -> N
     text = str(info.value)
     assert "segment shop-" in text
     assert "over the limit of 3" in text
-    assert "peerMode: security-group" in text
+    assert "the policies and rules adding most: " in text
+    assert "aws.peerMode: auto" in text
     assert ec2.writes() == 0
 
 

@@ -40,49 +40,13 @@ resource "aws_vpc_security_group_ingress_rule" "frontend_tcp_443_0_0_0_0_5" {
 }
 
 # shop/frontend-edge rule 0
-# nsgsync key: sgr/frontend/in/tcp/443-443/10.1.128.0/17
-resource "aws_vpc_security_group_ingress_rule" "frontend_tcp_443_10_1_128_0_17" {
+# nsgsync key: sgr/frontend/in/tcp/443-443/10.1.0.0/16
+resource "aws_vpc_security_group_ingress_rule" "frontend_tcp_443_10_1_0_0_16" {
   security_group_id = aws_security_group.frontend.id
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
-  cidr_ipv4         = "10.1.128.0/17"
-  description       = "shop/frontend-edge rule 0"
-  tags              = local.tags_frontend
-}
-
-# shop/frontend-edge rule 0
-# nsgsync key: sgr/frontend/in/tcp/443-443/10.1.16.0/20
-resource "aws_vpc_security_group_ingress_rule" "frontend_tcp_443_10_1_16_0_20" {
-  security_group_id = aws_security_group.frontend.id
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  cidr_ipv4         = "10.1.16.0/20"
-  description       = "shop/frontend-edge rule 0"
-  tags              = local.tags_frontend
-}
-
-# shop/frontend-edge rule 0
-# nsgsync key: sgr/frontend/in/tcp/443-443/10.1.32.0/19
-resource "aws_vpc_security_group_ingress_rule" "frontend_tcp_443_10_1_32_0_19" {
-  security_group_id = aws_security_group.frontend.id
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  cidr_ipv4         = "10.1.32.0/19"
-  description       = "shop/frontend-edge rule 0"
-  tags              = local.tags_frontend
-}
-
-# shop/frontend-edge rule 0
-# nsgsync key: sgr/frontend/in/tcp/443-443/10.1.64.0/18
-resource "aws_vpc_security_group_ingress_rule" "frontend_tcp_443_10_1_64_0_18" {
-  security_group_id = aws_security_group.frontend.id
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  cidr_ipv4         = "10.1.64.0/18"
+  cidr_ipv4         = "10.1.0.0/16"
   description       = "shop/frontend-edge rule 0"
   tags              = local.tags_frontend
 }
