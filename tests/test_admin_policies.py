@@ -35,7 +35,7 @@ V1 = "policy.networking.k8s.io/v1alpha1"
 V2 = "policy.networking.k8s.io/v1alpha2"
 SHOP = {"matchLabels": {"kubernetes.io/metadata.name": "shop"}}
 TOOLS = {"matchLabels": {"kubernetes.io/metadata.name": "tools"}}
-EVERY_POD = {"namespaceSelector": {}, "podSelector": {}}
+EVERY_POD: dict[str, Any] = {"namespaceSelector": {}, "podSelector": {}}
 
 
 def anp(name: str, spec: dict[str, Any], kind: str = "AdminNetworkPolicy") -> dict[str, Any]:

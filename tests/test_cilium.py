@@ -173,7 +173,7 @@ def test_named_ports_are_looked_up_on_the_destination_pod(tmp_path: Path) -> Non
             namespace="shop",
             name="web",
             ip="10.0.1.9",
-            ports=({"name": "http", "port": 8080},),  # type: ignore[arg-type]
+            ports=({"name": "http", "port": 8080},),
         ),
     )
     assert walk(policies, FRONTEND, web, port=8080)
@@ -358,7 +358,7 @@ def test_identities_that_are_no_pods_widen_an_allow_and_weaken_a_deny(tmp_path: 
 
 
 def test_a_clusterwide_empty_selector_may_match_more_than_pods(tmp_path: Path) -> None:
-    spec = {"endpointSelector": {}, "egress": [{"toEndpoints": [{}]}]}
+    spec: dict[str, Any] = {"endpointSelector": {}, "egress": [{"toEndpoints": [{}]}]}
     policies, _ = lowered(cnp("all-endpoints", spec, namespace=None), tmp_path=tmp_path)
     assert walk(policies, BACKEND, OPS_FRONTEND)
     assert walk(policies, BACKEND, WORLD)

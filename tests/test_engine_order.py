@@ -11,7 +11,16 @@ from typing import Any
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.intent import Finding, Intent
 from nsgsync.plan import Change, Ident, Resource, Role
-from nsgsync.provider import Adapter, Applied, Budget, Created, Phase, Progress, Snapshot
+from nsgsync.provider import (
+    Adapter,
+    Applied,
+    Budget,
+    Created,
+    Footprint,
+    Phase,
+    Progress,
+    Snapshot,
+)
 
 
 def box(name: str) -> Resource:
@@ -78,6 +87,9 @@ class Recorder:
 
     def denies(self, resource: Resource) -> bool:
         return bool(resource.body.get("deny"))
+
+    def footprint(self, resource: Resource) -> Footprint | None:
+        return None  # never paired: this adapter has no quota to pair under
 
     def widens(self, old: Resource, new: Resource) -> bool:
         return str(new.body["name"]).startswith("wide")

@@ -29,7 +29,7 @@ SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[Heal
 
 
 @st.composite
-def calico_clusters(draw: st.DrawFn, **kwargs: Any) -> tuple[Scenario, Inventory, list[Any]]:
+def calico_clusters(draw: st.DrawFn, /, **kwargs: Any) -> tuple[Scenario, Inventory, list[Any]]:
     s = draw(scenarios(**kwargs))
     docs = [draw(_calico(i)) for i in range(draw(st.integers(1, 4)))]
     with tempfile.TemporaryDirectory() as tmp:

@@ -70,9 +70,7 @@ def _pods() -> st.SearchStrategy[Pods]:
 
 
 def _peer() -> st.SearchStrategy[TPeer]:
-    net = st.sampled_from(IP_BLOCKS).map(
-        lambda b: Net(b["cidr"], tuple(b.get("except", ())))  # type: ignore[arg-type]
-    )
+    net = st.sampled_from(IP_BLOCKS).map(lambda b: Net(b["cidr"], tuple(b.get("except", ()))))
     # Nodes (a `nodes` peer), the world and everything: the entities admin peers lower to.
     entity = st.sampled_from([Entity.REMOTE_NODE, Entity.WORLD, Entity.ALL, Entity.CLUSTER])
     return st.one_of(_pods(), net, entity.map(Ent))
@@ -135,7 +133,7 @@ BASELINE = _policy("Baseline", "BaselineAdminNetworkPolicy", [Action.ALLOW, Acti
 
 
 @st.composite
-def tiered(draw: st.DrawFn, **kwargs: Any) -> tuple[Scenario, tuple[TPolicy, ...]]:
+def tiered(draw: st.DrawFn, /, **kwargs: Any) -> tuple[Scenario, tuple[TPolicy, ...]]:
     s = draw(scenarios(**kwargs))
     admin = draw(st.lists(ADMIN, min_size=1, max_size=3))
     baseline = draw(st.lists(BASELINE, max_size=1))

@@ -146,7 +146,7 @@ def test_everywhere_but_private_ranges_fits_with_on_limit_widen_and_says_so(
 def test_peer_mode_auto_names_a_segment_by_group_where_that_saves_rules(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    to = [
+    to: list[dict[str, Any]] = [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "db"}}},
         {"ipBlock": {"cidr": "10.0.1.0/24"}},
     ]

@@ -489,7 +489,7 @@ def test_a_reconcile_waits_for_an_apply_holding_the_lock_then_completes(
     cluster = yaml.safe_load(topology_file.read_text())["cluster"]
     name = lock_name(cluster, "aws")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    held = {
+    held: dict[str, Any] = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {"name": name, "namespace": "nsgsync"},
