@@ -391,7 +391,9 @@ class _Common(BaseModel):
         return value
 
 
-class IngressRule(_Common):
+class _FromPeers(_Common):
+    """The peers of an ingress rule, allow or deny (the CRD names them alike in both)."""
+
     from_endpoints: list[EndpointSelector] | None = Field(default=None, alias="fromEndpoints")
     from_requires: list[EndpointSelector] | None = Field(default=None, alias="fromRequires")
     from_cidr: list[StrictStr] | None = Field(default=None, alias="fromCIDR")
@@ -399,8 +401,6 @@ class IngressRule(_Common):
     from_entities: list[CiliumEntity] | None = Field(default=None, alias="fromEntities")
     from_groups: list[dict[str, Any]] | None = Field(default=None, alias="fromGroups")
     from_nodes: list[EndpointSelector] | None = Field(default=None, alias="fromNodes")
-    to_ports: list[PortRule] | None = Field(default=None, alias="toPorts")
-    authentication: Authentication | None = None
 
     @field_validator("from_cidr")
     @classmethod
@@ -410,7 +410,9 @@ class IngressRule(_Common):
         return value
 
 
-class EgressRule(_Common):
+class _ToPeers(_Common):
+    """The peers of an egress rule, allow or deny."""
+
     to_endpoints: list[EndpointSelector] | None = Field(default=None, alias="toEndpoints")
     to_requires: list[EndpointSelector] | None = Field(default=None, alias="toRequires")
     to_cidr: list[StrictStr] | None = Field(default=None, alias="toCIDR")
@@ -419,53 +421,33 @@ class EgressRule(_Common):
     to_groups: list[dict[str, Any]] | None = Field(default=None, alias="toGroups")
     to_nodes: list[EndpointSelector] | None = Field(default=None, alias="toNodes")
     to_services: list[dict[str, Any]] | None = Field(default=None, alias="toServices")
+
+    @field_validator("to_cidr")
+    @classmethod
+    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or ():
+            _check_cidr(text)
+        return value
+
+
+class IngressRule(_FromPeers):
+    to_ports: list[PortRule] | None = Field(default=None, alias="toPorts")
+    authentication: Authentication | None = None
+
+
+class EgressRule(_ToPeers):
     to_fqdns: list[dict[str, Any]] | None = Field(default=None, alias="toFQDNs")
     to_ports: list[PortRule] | None = Field(default=None, alias="toPorts")
     authentication: Authentication | None = None
 
-    @field_validator("to_cidr")
-    @classmethod
-    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
-        for text in value or ():
-            _check_cidr(text)
-        return value
 
-
-class IngressDenyRule(_Common):
-    from_endpoints: list[EndpointSelector] | None = Field(default=None, alias="fromEndpoints")
-    from_requires: list[EndpointSelector] | None = Field(default=None, alias="fromRequires")
-    from_cidr: list[StrictStr] | None = Field(default=None, alias="fromCIDR")
-    from_cidr_set: list[CIDRRule] | None = Field(default=None, alias="fromCIDRSet")
-    from_entities: list[CiliumEntity] | None = Field(default=None, alias="fromEntities")
-    from_groups: list[dict[str, Any]] | None = Field(default=None, alias="fromGroups")
-    from_nodes: list[EndpointSelector] | None = Field(default=None, alias="fromNodes")
+# Deny rules: the same peers, ports without L7 rules, and no toFQDNs or authentication.
+class IngressDenyRule(_FromPeers):
     to_ports: list[PortDenyRule] | None = Field(default=None, alias="toPorts")
 
-    @field_validator("from_cidr")
-    @classmethod
-    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
-        for text in value or ():
-            _check_cidr(text)
-        return value
 
-
-class EgressDenyRule(_Common):
-    to_endpoints: list[EndpointSelector] | None = Field(default=None, alias="toEndpoints")
-    to_requires: list[EndpointSelector] | None = Field(default=None, alias="toRequires")
-    to_cidr: list[StrictStr] | None = Field(default=None, alias="toCIDR")
-    to_cidr_set: list[CIDRRule] | None = Field(default=None, alias="toCIDRSet")
-    to_entities: list[CiliumEntity] | None = Field(default=None, alias="toEntities")
-    to_groups: list[dict[str, Any]] | None = Field(default=None, alias="toGroups")
-    to_nodes: list[EndpointSelector] | None = Field(default=None, alias="toNodes")
-    to_services: list[dict[str, Any]] | None = Field(default=None, alias="toServices")
+class EgressDenyRule(_ToPeers):
     to_ports: list[PortDenyRule] | None = Field(default=None, alias="toPorts")
-
-    @field_validator("to_cidr")
-    @classmethod
-    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
-        for text in value or ():
-            _check_cidr(text)
-        return value
 
 
 class DefaultDeny(BaseModel):
