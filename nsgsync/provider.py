@@ -36,6 +36,18 @@ from nsgsync.plan import Change, Ident, Resource
 
 GROUP = "nsgsync.providers"
 
+# Ownership marks (docs/contracts.md): the tags or labels on what nsgsync made, the same
+# names in every cloud that has tags and on the Kubernetes objects that attach them.
+CLUSTER_TAG = "nsgsync.io/cluster"
+SEGMENT_TAG = "nsgsync.io/segment"
+
+
+def cut(text: str, limit: int) -> str:
+    """A rule's provenance cut to what the cloud takes, never refused: the head is kept
+    and "..." marks the cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 M = TypeVar("M", bound=BaseModel)
 
 Progress = Callable[[str], None]

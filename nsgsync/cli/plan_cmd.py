@@ -28,7 +28,7 @@ from nsgsync.intent import Severity
 from nsgsync.jsontext import write_stdout
 from nsgsync.plan import Plan, plan_from_dict
 from nsgsync.plan.text import render_plan
-from nsgsync.provider import Adapter, Attaching, Snapshot, Timeouts, configure
+from nsgsync.provider import CLUSTER_TAG, Adapter, Attaching, Snapshot, Timeouts, configure
 from nsgsync.sources import apply_objects, cluster_client, load_topology, prune_objects
 
 PLAN_EXAMPLES = """\
@@ -43,7 +43,6 @@ or (with --fail-on) findings of that severity, 2 changes present (--detailed-exi
 """
 
 # The marks of the attachment objects nsgsync makes (docs/contracts.md, ownership).
-CLUSTER_LABEL = "nsgsync.io/cluster"
 SGP_API = "vpcresources.k8s.aws/v1beta1"
 
 APPLY_EXAMPLES = """\
@@ -311,7 +310,7 @@ def _attach(
             client,
             api_version=api_version,
             kind=kind,
-            labels={CLUSTER_LABEL: adapter.cluster},
+            labels={CLUSTER_TAG: adapter.cluster},
             stale=stale,
         ):
             print(line)

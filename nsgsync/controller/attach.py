@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nsgsync.errors import InputError
+from nsgsync.provider import SEGMENT_TAG
 from nsgsync.sources import apply_objects
 
 log = logging.getLogger("nsgsync.controller")
@@ -83,7 +84,7 @@ class ClusterAttacher:
             current[(meta.get("namespace", ""), meta.get("name", ""))] = item
         for namespace, name in sorted(set(current) - keep):
             labels = (current[(namespace, name)].get("metadata") or {}).get("labels") or {}
-            if labels.get("nsgsync.io/segment") in retiring:
+            if labels.get(SEGMENT_TAG) in retiring:
                 continue  # its group retires: kept until the group is unused and deleted
             try:
                 api.delete_namespaced_custom_object(

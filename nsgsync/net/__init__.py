@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nsgsync.net.addresses import AddressSet
+from nsgsync.net.addresses import AddressSet, cidr_order
 from nsgsync.net.ports import PortSet
 
-__all__ = ["AddressSet", "PortSet"]
+__all__ = ["AddressSet", "PortSet", "cidr_order"]

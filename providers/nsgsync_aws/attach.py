@@ -13,7 +13,7 @@ from typing import Any
 from nsgsync.compile.labels import satisfiable
 from nsgsync.intent import Finding, Severity
 from nsgsync.model import LabelSelector, Operator, Requirement, Topology
-from nsgsync_aws.render import CLUSTER_TAG, SEGMENT_TAG
+from nsgsync.provider import CLUSTER_TAG, SEGMENT_TAG
 
 API_VERSION = "vpcresources.k8s.aws/v1beta1"
 

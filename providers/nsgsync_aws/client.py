@@ -30,11 +30,9 @@ from botocore.parsers import ResponseParserError
 
 from nsgsync.errors import CloudError, Failure, ProviderError, excerpt
 from nsgsync.plan import Change, Ident, Op, Resource
-from nsgsync.provider import Applied, Created, Progress, Timeouts
+from nsgsync.provider import CLUSTER_TAG, SEGMENT_TAG, Applied, Created, Progress, Timeouts
 from nsgsync_aws.config import AwsConfig
 from nsgsync_aws.render import (
-    CLUSTER_TAG,
-    SEGMENT_TAG,
     copy_key,
     group_key,
     group_name,

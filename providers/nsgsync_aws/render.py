@@ -19,11 +19,9 @@ from nsgsync.intent import Code, DirectionIntent, Finding, Intent, IntentProtoco
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
 from nsgsync.plan import Ident, Resource, Role
-from nsgsync.provider import dont_care_peers
+from nsgsync.provider import CLUSTER_TAG, SEGMENT_TAG, cut, dont_care_peers
 from nsgsync_aws.config import AwsConfig
 
-CLUSTER_TAG = "nsgsync.io/cluster"
-SEGMENT_TAG = "nsgsync.io/segment"
 GROUP = "security-group"
 RULE = "security-group-rule"
 
@@ -67,9 +65,7 @@ def description(text: str) -> str:
     """EC2 takes 255 characters of a small alphabet; provenance is cut to fit, not refused."""
     # Cut before cleaning (each character becomes one): a rule of 10,000 peers has a
     # provenance of hundreds of kilobytes, of which 252 characters are kept.
-    if len(text) <= 255:
-        return _DESCRIPTION_OK.sub("_", text)
-    return _DESCRIPTION_OK.sub("_", text[:252]) + "..."
+    return _DESCRIPTION_OK.sub("_", cut(text, 255))
 
 
 def group_key(segment: str) -> Ident:

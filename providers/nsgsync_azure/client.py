@@ -35,17 +35,15 @@ from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule, Subnet
 
 from nsgsync.errors import CloudError, Failure, LimitError, ProviderError, excerpt
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import Created, Progress, Timeouts
+from nsgsync.provider import CLUSTER_TAG, SEGMENT_TAG, Created, Progress, Timeouts
 from nsgsync_azure.config import SUBNET_ID, AzureConfig, Settings
 from nsgsync_azure.priorities import Group, assign, group_of
 from nsgsync_azure.render import (
-    CLUSTER_TAG,
     MAX_RULES_PER_NSG,
     NSG,
     PREFIX,
     RULE,
     RULE_FIELDS,
-    SEGMENT_TAG,
     association_body,
     association_resource,
     nsg_resource,

@@ -12,23 +12,27 @@ decides. Pure: no Azure calls.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 from nsgsync.errors import LimitError
 from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
 from nsgsync.model import Topology
-from nsgsync.net import AddressSet
+from nsgsync.net import AddressSet, cidr_order
 from nsgsync.plan import Ident, Resource, Role
-from nsgsync.provider import ALL_PORTS, Footprint, Spans, any_protocol
+from nsgsync.provider import (
+    ALL_PORTS,
+    CLUSTER_TAG,
+    SEGMENT_TAG,
+    Footprint,
+    Spans,
+    any_protocol,
+    cut,
+)
 from nsgsync_azure.config import SUBNET_ID, Placement, Settings
 from nsgsync_azure.priorities import FINAL_SUFFIX, UNSEGMENTED_SUFFIX, assign, tier
 
-CLUSTER_TAG = "nsgsync.io/cluster"
-SEGMENT_TAG = "nsgsync.io/segment"
 NSG = "network-security-group"
 RULE = "security-rule"
 ASSOCIATION = "subnet-association"
@@ -136,21 +140,10 @@ def tags(cluster: str, segment: str) -> dict[str, str]:
 def description(text: str) -> str:
     """Azure takes 140 characters: provenance is cut to fit, never refused."""
     text = " ".join(text.split())
-    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 3] + "..."
+    return cut(text, MAX_DESCRIPTION)
 
 
 # --- canonical forms, shared with the reading side so that both compare equal -------------
-
-
-# A plan sorts the same few thousand prefixes (the segments' CIDRs) hundreds of thousands of
-# times, and parsing one with ipaddress costs more than the rest of its rule.
-@lru_cache(maxsize=1 << 16)
-def _prefix_order(value: str) -> tuple[int, int, int, str]:
-    try:
-        net = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return (9, 0, 0, value)
-    return (net.version, int(net.network_address), net.prefixlen, value)
 
 
 def _port_order(value: str) -> tuple[int, int, str]:
@@ -161,7 +154,7 @@ def _port_order(value: str) -> tuple[int, int, str]:
 
 
 def sort_prefixes(values: Iterable[str]) -> list[str]:
-    return sorted(values, key=_prefix_order)
+    return sorted(values, key=cidr_order)
 
 
 def sort_ports(values: Iterable[str]) -> list[str]:

@@ -24,11 +24,11 @@ from google.cloud import compute_v1
 from google.protobuf import json_format  # type: ignore[import-untyped]
 
 from nsgsync.errors import CloudError, Failure, ProviderError, excerpt
-from nsgsync.net import AddressSet
+from nsgsync.net import AddressSet, cidr_order
 from nsgsync.plan import Change, Resource
 from nsgsync.provider import ALL_PORTS, Footprint, Progress, Spans, Timeouts, any_protocol
 from nsgsync_gcp.config import GcpConfig
-from nsgsync_gcp.render import firewall_resource, marker, name_prefix, owner_of, range_sort_key
+from nsgsync_gcp.render import firewall_resource, marker, name_prefix, owner_of
 
 # Writes in flight at once (the engine's batch): compute runs them as operations in
 # parallel, and a batch is waited for in full before the next begins.
@@ -99,7 +99,7 @@ def normalise_network(url: str) -> str:
 
 
 def _ranges(values: Sequence[str]) -> list[str]:
-    return sorted(values, key=range_sort_key)
+    return sorted(values, key=cidr_order)
 
 
 def firewall_body(fw: compute_v1.Firewall) -> dict[str, Any]:

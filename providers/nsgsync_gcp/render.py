@@ -16,7 +16,6 @@ Pure: no GCP calls.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from nsgsync.intent import Direction, DirectionIntent, Finding, Intent, IntentPr
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet
 from nsgsync.plan import Ident, Resource, Role
+from nsgsync.provider import cut
 from nsgsync_gcp.config import GcpConfig, GcpSegmentConfig, targets
 
 FIREWALL = "firewall"
@@ -67,16 +67,7 @@ def owner_of(description: str) -> tuple[str | None, str | None]:
 
 def describe(cluster: str, segment: str, direction: Direction, text: str) -> str:
     full = f"{marker(cluster)} {segment} {direction.value}: {text}"
-    return full if len(full) <= MAX_DESCRIPTION else full[: MAX_DESCRIPTION - 3] + "..."
-
-
-def range_sort_key(cidr: str) -> tuple[int, int, int, str]:
-    """Address order, as AddressSet.cidrs() gives them; read sorts by it too."""
-    try:
-        net = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return (9, 0, 0, cidr)
-    return (net.version, int(net.network_address), net.prefixlen, cidr)
+    return cut(full, MAX_DESCRIPTION)
 
 
 def family(cidr: str) -> int:
