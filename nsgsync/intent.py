@@ -77,6 +77,7 @@ class Code(StrEnum):
     CALICO_NOT_COMPILED = "calico-not-compiled"
     CALICO_UNMODELED = "calico-unmodeled"
     CALICO_PROTOCOL_WIDENED = "calico-protocol-widened"
+    CALICO_CRDS_ABSENT = "calico-crds-absent"
 
 
 class Source(BaseModel):

@@ -915,3 +915,23 @@ def test_kubernetes_style_predicates_say_what_the_expression_says(
     labels = {**ns_labels, "kubernetes.io/metadata.name": ns}
     if exact is not None:
         assert exact.matches(pod, labels) == CalicoPods(expr).matches(pod, labels), exact
+
+
+def test_a_cluster_without_calico_says_so(tmp_path: Path) -> None:
+    from nsgsync.sources.cluster import load_cluster
+    from tests.fakes.kube_api import KubeApi
+
+    for absent, said in ((frozenset(), False), (frozenset(GROUPS_SERVED), True)):
+        with KubeApi(absent_groups=absent) as api:
+            client = api.api_client()
+            try:
+                inv = load_cluster(client)
+            finally:
+                client.close()
+        notes = [n for n in inv.notes if n[0] == "calico-crds-absent"]
+        assert bool(notes) is said, (absent, inv.notes)
+        if said:
+            assert "projectcalico.org" in notes[0][2]
+
+
+GROUPS_SERVED = ("projectcalico.org", "crd.projectcalico.org")

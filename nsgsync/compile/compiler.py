@@ -49,7 +49,12 @@ if TYPE_CHECKING:
 UNSEGMENTED = "(unsegmented pods)"
 # Notes from the sources that change no rule: what is left out allows nothing here.
 _INFO_NOTES = frozenset(
-    {Code.CILIUM_HOST_POLICY, Code.CILIUM_AUTH_IGNORED, Code.CILIUM_CRDS_ABSENT}
+    {
+        Code.CILIUM_HOST_POLICY,
+        Code.CILIUM_AUTH_IGNORED,
+        Code.CILIUM_CRDS_ABSENT,
+        Code.CALICO_CRDS_ABSENT,
+    }
 )
 # Namespaces nobody told nsgsync of: when the namespaces read are not known to be all of
 # the cluster's, pods may live in others, with unknown labels. Not a valid namespace name.

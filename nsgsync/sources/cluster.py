@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nsgsync.errors import InputError, did_you_mean, excerpt
+from nsgsync.intent import Code
 from nsgsync.model import (
     ForeignPolicy,
     Inventory,
@@ -395,6 +396,16 @@ def _read(
         ordered.note_absent()
         admin = _admin_policies(api_client, where, page_size, served)
         admin += _calico(api_client, where, page_size, labels, served)
+        if not any(served.get(group) for group in calico.GROUPS):
+            ordered.notes.append(
+                (
+                    str(Code.CALICO_CRDS_ABSENT),
+                    "",
+                    f"the cluster serves neither of Calico's groups ({', '.join(calico.GROUPS)}):"
+                    " its CustomResourceDefinitions are not installed, so there are no Calico "
+                    "policies to compile",
+                )
+            )
     except InputError as exc:
         if exc.obj or exc.field:  # an object nsgsync cannot use, as opposed to an API error
             exc.hint = _FIX_IN_CLUSTER_HINT
