@@ -443,17 +443,8 @@ def _calico(
         version = "v3" if "v3" in versions else versions[0]
         # Tiers and sets first: the policies' lowering reads them.
         for kind in (calico.TIER_KIND, *calico.SET_KINDS, *calico.POLICY_KINDS):
-            listed = Listed(kind, f"{group}/{version}", plural_of(kind))
             try:
-                docs = _documents(
-                    api_client,
-                    listed,
-                    None,
-                    page_size,
-                    where,
-                    forbidden_hint=_FOREIGN_RBAC_HINT,
-                    missing_ok=True,
-                )
+                docs = _policy_kind(api_client, kind, f"{group}/{version}", page_size, where)
             except _NotServed:
                 continue
             for doc in docs:
@@ -501,17 +492,8 @@ def _admin_policies(
         if version not in served.get(group, ()):
             continue
         for kind in sorted(kinds):
-            listed = Listed(kind, api_version, plural_of(kind))
             try:
-                docs = _documents(
-                    api_client,
-                    listed,
-                    None,
-                    page_size,
-                    where,
-                    forbidden_hint=_FOREIGN_RBAC_HINT,
-                    missing_ok=True,
-                )
+                docs = _policy_kind(api_client, kind, api_version, page_size, where)
             except _NotServed:
                 continue
             found += [parse_admin_policy(doc) for doc in docs]
@@ -542,17 +524,8 @@ def _foreign(
                 ordered.absent.append(f"{kind}.{group}/{wanted}")
         # A kind is served under each version of its group that has it; the first is enough.
         for version in versions:
-            listed = Listed(kind, f"{group}/{version}", plural_of(kind))
             try:
-                docs = _documents(
-                    api_client,
-                    listed,
-                    None,
-                    page_size,
-                    where,
-                    forbidden_hint=_FOREIGN_RBAC_HINT,
-                    missing_ok=True,
-                )
+                docs = _policy_kind(api_client, kind, f"{group}/{version}", page_size, where)
             except _NotServed:
                 if (group, kind) in DIALECT_KINDS:
                     ordered.absent.append(f"{kind}.{group}/{version}")
@@ -568,6 +541,22 @@ def _foreign(
                 found.append(ForeignPolicy(kind, group, ref, where, effect))
             break
     return found
+
+
+def _policy_kind(
+    api_client: Any, kind: str, api_version: str, page_size: int, where: str
+) -> list[Document]:
+    """Every object of a policy kind of another project, cluster-wide; raises _NotServed
+    where its CRD is not installed (a 403 names the RBAC for these kinds)."""
+    return _documents(
+        api_client,
+        Listed(kind, api_version, plural_of(kind)),
+        None,
+        page_size,
+        where,
+        forbidden_hint=_FOREIGN_RBAC_HINT,
+        missing_ok=True,
+    )
 
 
 def _documents(
