@@ -334,7 +334,7 @@ def _pairs(
     prints: dict[int, Footprint | None] = {}
     keep: list[Resource] = []  # alive while their ids key `prints`
 
-    def fp(c: Change, r: Resource) -> Footprint | None:
+    def fp(r: Resource) -> Footprint | None:
         if id(r) not in prints:
             keep.append(r)
             prints[id(r)] = adapter.footprint(r)
@@ -348,29 +348,26 @@ def _pairs(
             assert c.old is not None and c.new is not None
             if adapter.widens(c.new, c.old):
                 continue  # its old content, there until then, lets through all the new does
-            new_fp = fp(c, c.new)
+            new_fp = fp(c.new)
             if new_fp is None:
                 return []
             later.append(new_fp)
     olds = {
-        s: [c for c in sorted(removes[s], key=lambda c: c.key) if _pairable(fp(c, c.resource))]
+        s: [c for c in sorted(removes[s], key=lambda c: c.key) if _pairable(fp(c.resource))]
         for s in need
     }
     news = {
         s: [
             c
             for c in sorted(adds[s], key=lambda c: c.key)
-            if c in out.phases.get(Phase.ADD, []) and _pairable(fp(c, c.resource))
+            if c in out.phases.get(Phase.ADD, []) and _pairable(fp(c.resource))
         ]
         for s in need
     }
     # Removals that something arriving later overlaps: each may still pair with a new rule
     # that lets through all it did (then nothing of it is missing at any moment).
     blocked = {
-        o.key
-        for t in olds
-        for o in olds[t]
-        if any(_fp(fp(o, o.resource)).overlaps(f) for f in later)
+        o.key for t in olds for o in olds[t] if any(_fp(fp(o.resource)).overlaps(f) for f in later)
     }
     left = dict(need)
     backwards: list[tuple[Change, Change]] = []
@@ -380,16 +377,16 @@ def _pairs(
         for s in sorted(left):
             if not left[s] or not news[s]:
                 continue
-            pick = _pick(olds[s], news[s], blocked, olds, lambda c: _fp(fp(c, c.resource)))
+            pick = _pick(olds[s], news[s], blocked, olds, lambda c: _fp(fp(c.resource)))
             if pick is None:
                 continue
             old, new = pick
             olds[s].remove(old)
             news[s].remove(new)
-            arriving = _fp(fp(new, new.resource))
+            arriving = _fp(fp(new.resource))
             for t in olds:
                 for o in olds[t]:
-                    if o.key not in blocked and _fp(fp(o, o.resource)).overlaps(arriving):
+                    if o.key not in blocked and _fp(fp(o.resource)).overlaps(arriving):
                         blocked.add(o.key)
             backwards.append((old, new))
             left[s] -= 1
