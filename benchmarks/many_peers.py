@@ -5,7 +5,8 @@
 Writes a policy whose ingress and egress each allow N distinct /32 ipBlock peers (no two
 adjacent, so none merge) into the `tier: backend` pods of the example cluster's topology,
 then runs `nsgsync plan --offline -o json` for each cloud as a child process, as a user
-runs it, and prints wall time, CPU time, peak RSS and how the command ended. AWS refuses
+runs it, and prints wall time, CPU time, peak RSS and how the command ended, beside the
+floor: a process that only parses the same files with PyYAML's C loader. AWS refuses
 such a group (one rule per peer, over `aws.maxRulesPerGroup`) with a limit error: what is
 timed there is the time to that error. Azure packs 4,000 prefixes into a rule and GCP 5,000
 ranges, so both plan. Doubling N should about double the time; before rendering was made
@@ -20,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.run import ROOT, nsgsync_command, run_child
+from benchmarks.run import FLOOR, ROOT, nsgsync_command, run_child
 
 TOPOLOGY = ROOT / "config" / "example" / "topology.yaml"
 CLOUDS = ("aws", "azure", "gcp")
@@ -75,6 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for count in (int(n) for n in args.peers.split(",")):
             manifest, topologies = write_case(work / str(count), count)
+            # The floor, in the same run: a process that only parses the same files.
+            floor = run_child(
+                [sys.executable, "-c", FLOOR, str(manifest), str(topologies["aws"])],
+                out=work / "out.json",
+                timeout=args.timeout,
+            )
+            print(
+                f"| {count:,} | floor: parse with CSafeLoader | {floor.wall_s:.2f} "
+                f"| {floor.cpu_s:.2f} | {floor.rss_mb:.0f} | exit {floor.exit_code} |",
+                flush=True,
+            )
             for cloud in CLOUDS:
                 argv_ = [
                     *nsgsync_command(),
