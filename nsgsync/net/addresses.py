@@ -42,6 +42,13 @@ def _to_prefixes(lo: int, hi: int, bits: int) -> Iterator[tuple[int, int]]:
         lo += 1 << size
 
 
+@lru_cache(maxsize=65_536)  # the same segments' intervals are counted rule after rule
+def prefix_count(lo: int, hi: int, bits: int) -> int:
+    """How many prefixes `AddressSet.cidrs()` prints for the interval [lo, hi] of a family
+    of `bits` bits, without printing them."""
+    return sum(1 for _ in _to_prefixes(lo, hi, bits))
+
+
 @lru_cache(maxsize=65_536)
 def _parse(text: str) -> tuple[int, Interval]:
     # Parsed once per distinct text: the same CIDRs (topology, ipBlocks) come back often

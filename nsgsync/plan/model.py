@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -89,6 +90,17 @@ class Body(Mapping[str, Any]):
         # The canonical text when first compared: an offline plan never compares.
         self._canon = None
 
+    @classmethod
+    def owned(cls, data: dict[str, Any]) -> Body:
+        """A body holding `data` itself, not a copy: for a renderer that has just built it
+        of JSON values (dicts, lists, strings, numbers) and keeps no way to change it. A
+        plan makes one per rule, 134,000 at 10,000 policies on AWS, where the copy cost
+        about a second."""
+        new = cls.__new__(cls)
+        new._canon = None
+        new._data = data
+        return new
+
     @property
     def _text(self) -> str:
         if self._canon is None:
@@ -103,6 +115,14 @@ class Body(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    # Straight to the dict: Mapping's versions go through __getitem__ and KeyError, and
+    # renderers and budgets ask a body for its fields hundreds of thousands of times.
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
 
     def __hash__(self) -> int:
         return hash(self._text)
@@ -204,6 +224,9 @@ def _differ(old: Resource, new: Resource) -> bool:
     return old.canonical(skip) != new.canonical(skip)
 
 
+_text = attrgetter("text")
+
+
 def diff(desired: Iterable[Resource], actual: Iterable[Resource]) -> tuple[Change, ...]:
     """Changes that turn `actual` into `desired`, sorted by key (adds, changes, destroys)."""
     want = {r.ident: r for r in desired}
@@ -217,9 +240,9 @@ def diff(desired: Iterable[Resource], actual: Iterable[Resource]) -> tuple[Chang
         else:
             have[r.ident] = r
     changes: list[Change] = []
-    for ident in sorted(want.keys() | have.keys(), key=str):
+    for ident in sorted(want.keys() | have.keys(), key=_text):
         new, old = want.get(ident), have.get(ident)
-        key = str(ident)
+        key = ident.text
         if old is None and new is not None:
             changes.append(Change(Op.ADD, key, None, new))
         elif new is None and old is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from nsgsync.intent import Finding, Intent
@@ -29,6 +30,22 @@ from nsgsync_aws import render as _render
 from nsgsync_aws.attach import security_group_policies
 from nsgsync_aws.config import AwsConfig, AwsSegmentConfig, load_config
 from nsgsync_aws.render import GROUP, group_key, group_name, group_resource, rule_resource
+
+
+@lru_cache(maxsize=65_536)  # one per scope, shared by its rules: a plan asks for each rule's
+def _budget(
+    cluster: str, group: tuple[str, ...], side: str, family: int, segment: str, limit: int
+) -> Budget:
+    return Budget(
+        # Per group: a copy's rules never pair with (nor count against) the segment's.
+        scope=("sg", *group, side, f"v{family}"),
+        what=f"the {side} IPv{family} rules of security group {group_name(cluster, segment)}",
+        limit=limit,
+        segment=segment,
+        direction=side,
+        family=family,
+        hint=_render.LIMIT_HINT,
+    )
 
 
 @dataclass(frozen=True)
@@ -92,16 +109,8 @@ class AwsAdapter:
         group = resource.container.parts if resource.container else (resource.segment,)
         # EC2 counts a group's IPv4 and IPv6 rules apart, each against the quota.
         family = _render.family(resource.body)
-        return Budget(
-            # Per group: a copy's rules never pair with (nor count against) the segment's.
-            scope=("sg", *group, side, f"v{family}"),
-            what=f"the {side} IPv{family} rules of security group "
-            f"{group_name(self.cluster, resource.segment)}",
-            limit=self.config.max_rules_per_group,
-            segment=resource.segment,
-            direction=side,
-            family=family,
-            hint=_render.LIMIT_HINT,
+        return _budget(
+            self.cluster, group, side, family, resource.segment, self.config.max_rules_per_group
         )
 
     def footprint(self, resource: Resource) -> Footprint | None:

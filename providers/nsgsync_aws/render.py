@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -17,8 +17,8 @@ from typing import Any
 from nsgsync.errors import LimitError
 from nsgsync.intent import Code, DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
 from nsgsync.model import Topology
-from nsgsync.net import AddressSet
-from nsgsync.plan import Ident, Resource, Role
+from nsgsync.net import AddressSet, Interval, prefix_count, subtract
+from nsgsync.plan import Body, Ident, Resource, Role
 from nsgsync.provider import CLUSTER_TAG, SEGMENT_TAG, cut, dont_care_peers
 from nsgsync_aws.config import AwsConfig
 
@@ -68,6 +68,7 @@ def description(text: str) -> str:
     return _DESCRIPTION_OK.sub("_", cut(text, 255))
 
 
+@lru_cache(maxsize=65_536)  # immutable; asked for by each of a group's rules
 def group_key(segment: str) -> Ident:
     return Ident("sg", (segment,))
 
@@ -140,28 +141,35 @@ def rule_resource(
     )
 
 
+def _cidr_peer(cidr: str) -> tuple[str, str]:
+    return ("CidrIpv6" if ":" in cidr else "CidrIpv4", cidr)
+
+
 def rule_body(
     *,
     egress: bool,
     protocol: str,
     ports: tuple[int, int] | None,
-    peer: dict[str, Any],
+    peer: tuple[str, str],  # (field, value): CidrIpv4, CidrIpv6 or ReferencedGroupInfo
     text: str,
     cluster: str,
     segment: str,
-) -> dict[str, Any]:
+) -> Body:
     low, high = ports if ports is not None and protocol in _WITH_PORTS else (-1, -1)
     if protocol in _WITH_PORTS and ports is None:
         low, high = 0, 65535
-    return {
-        "IsEgress": egress,
-        "IpProtocol": protocol,
-        "FromPort": low,
-        "ToPort": high,
-        **peer,
-        "Description": description(text),
-        "Tags": tags(cluster, segment),
-    }
+    return Body.owned(
+        {
+            "IsEgress": egress,
+            "IpProtocol": protocol,
+            "FromPort": low,
+            "ToPort": high,
+            # Built here, not passed in: the body is owned, and a peer is shared by spans.
+            peer[0]: {"GroupId": peer[1]} if peer[0] == "ReferencedGroupInfo" else peer[1],
+            "Description": description(text),
+            "Tags": tags(cluster, segment),
+        }
+    )
 
 
 class SegmentIndex:
@@ -198,20 +206,59 @@ def _split(
 
     security-group: every segment that is wholly a peer. auto: such a segment where its
     group is one rule in place of more CIDRs (a segment of one CIDR inside a larger block
-    stays in the block)."""
+    stays in the block).
+
+    The addresses left are kept as interval lists changed in place, and a segment's gain is
+    counted on the intervals it cuts only: subtracting and printing the whole rest again
+    for every segment a peer holds was most of an AWS plan (team peers hold hundreds)."""
     refs: list[str] = []
-    rest = peers
     if config.peer_mode == "cidr":
-        return refs, rest
+        return refs, peers
+    rest: dict[int, list[Interval]] = {4: list(peers.v4), 6: list(peers.v6)}
     for name in index.within(peers):
         addresses = index.segments[name]
-        if not addresses or not addresses.issubset(rest):
+        cuts = _cuts(addresses, rest)
+        if not cuts:
             continue
-        if config.peer_mode == "auto" and len((rest - addresses).cidrs()) + 1 >= len(rest.cidrs()):
-            continue
+        pieces = {at: subtract((rest[at[0]][at[1]],), tuple(spans)) for at, spans in cuts.items()}
+        if config.peer_mode == "auto":
+            gained = sum(
+                sum(prefix_count(lo, hi, _BITS[family]) for lo, hi in pieces[(family, i)])
+                - prefix_count(*rest[family][i], _BITS[family])
+                for family, i in pieces
+            )
+            if gained + 1 >= 0:  # the group's rule costs one: no fewer rules in all
+                continue
         refs.append(name)
-        rest = rest - addresses
-    return refs, rest
+        for family, i in sorted(pieces, reverse=True):
+            rest[family][i : i + 1] = pieces[(family, i)]
+    return refs, AddressSet(tuple(rest[4]), tuple(rest[6]))
+
+
+_BITS = {4: 32, 6: 128}
+
+
+def _cuts(
+    addresses: AddressSet, rest: dict[int, list[Interval]]
+) -> dict[tuple[int, int], list[Interval]] | None:
+    """The segment's intervals by the interval of `rest` that holds each, keyed by (family,
+    index); None when the segment is empty or not wholly inside `rest`."""
+    if not addresses:
+        return None
+    cuts: dict[tuple[int, int], list[Interval]] = {}
+    for family, spans in ((4, addresses.v4), (6, addresses.v6)):
+        held = rest[family]
+        for lo, hi in spans:
+            # `rest` is normalized (adjacent intervals merged), so an interval inside it
+            # lies inside one of its intervals: the last that starts at or before it.
+            i = bisect_right(held, (lo, _BEYOND)) - 1
+            if i < 0 or held[i][1] < hi:
+                return None
+            cuts.setdefault((family, i), []).append((lo, hi))
+    return cuts
+
+
+_BEYOND = 1 << 129
 
 
 def _direction_rules(
@@ -231,12 +278,11 @@ def _direction_rules(
         # An open direction allows everything, outside addresses included, as Kubernetes does.
         everything = AddressSet.everything(families).cidrs()
         for cidr in everything:
-            peer = {"CidrIpv6": cidr} if ":" in cidr else {"CidrIpv4": cidr}
             body = rule_body(
                 egress=egress,
                 protocol="-1",
                 ports=None,
-                peer=peer,
+                peer=_cidr_peer(cidr),
                 text=f"nsgsync: {what} open, no policy isolates {segment}",
                 cluster=cluster,
                 segment=segment,
@@ -267,13 +313,10 @@ def _direction_rules(
         # peer made a rule of n peers cost n^2 (130 s at 10,000 ipBlock peers).
         text = description(rule.explanation())
         policies = provenance(rule)
-        parts: list[tuple[dict[str, Any], str | None]] = [
-            ({"ReferencedGroupInfo": {"GroupId": group_ref(cluster, name)}}, name) for name in refs
+        parts: list[tuple[tuple[str, str], str | None]] = [
+            (("ReferencedGroupInfo", group_ref(cluster, name)), name) for name in refs
         ]
-        parts += [
-            ({"CidrIpv6": cidr} if ":" in cidr else {"CidrIpv4": cidr}, None)
-            for cidr in rest.cidrs()
-        ]
+        parts += [(_cidr_peer(cidr), None) for cidr in rest.cidrs()]
         for peer, peer_segment in parts:
             for span in spans:
                 body = rule_body(
