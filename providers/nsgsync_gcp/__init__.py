@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
@@ -21,9 +21,12 @@ from nsgsync.provider import (
     Snapshot,
     Timeouts,
 )
-from nsgsync_gcp import client as compute
 from nsgsync_gcp import render as _render
+from nsgsync_gcp import rules
 from nsgsync_gcp.config import GcpConfig, GcpSegmentConfig, load_config
+
+if TYPE_CHECKING:
+    from nsgsync_gcp.client import Session
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class GcpAdapter:
     segments: Mapping[str, GcpSegmentConfig]
     name: str = "gcp"
     # A PUT under an existing rule's name replaces its content in one call; desired then
-    # keeps that name for that content (compute.adopt_names), so the next plan is empty.
+    # keeps that name for that content (rules.adopt_names), so the next plan is empty.
     pairs: bool = True
     # No containers.
     cascades: bool = False
@@ -44,10 +47,14 @@ class GcpAdapter:
     def cluster(self) -> str:
         return self.topology.cluster
 
-    def session(self, **clients: Any) -> compute.Session:
+    def session(self, **clients: Any) -> Session:
         """`firewalls_client=` a FirewallsClient (tests); `retry=` a google-api-core Retry
         and `operation_timeout=` seconds override the defaults. Without a client, one is
         built from the environment's credentials, at `gcp.apiEndpoint` if set."""
+        # Imported here, not at the top: an offline plan never talks to compute, and the
+        # SDK takes seconds to import.
+        from nsgsync_gcp import client as compute
+
         client = clients.get("firewalls_client") or compute.make_client(self.config.api_endpoint)
         return compute.Session(
             client,
@@ -57,6 +64,8 @@ class GcpAdapter:
         )
 
     def read(self, session: Any) -> Snapshot:
+        from nsgsync_gcp import client as compute
+
         resources, foreign = compute.read(session, self.config, self.cluster)
         return Snapshot(tuple(resources), foreign)
 
@@ -64,6 +73,8 @@ class GcpAdapter:
         self, session: Any, touched: Sequence[Resource], *, applied: Applied
     ) -> tuple[Resource, ...]:
         """The touched rules by name (no containers here): one list call per 20 names."""
+        from nsgsync_gcp import client as compute
+
         resources, _ = compute.read(
             session, self.config, self.cluster, names=[r.key for r in touched]
         )
@@ -72,9 +83,9 @@ class GcpAdapter:
     def desired(self, intent: Intent, snapshot: Snapshot) -> tuple[list[Resource], list[Finding]]:
         desired, findings = _render.render(intent, self.topology, self.config, self.segments)
         _render.check_limits(desired, self.topology, self.config)
-        if isinstance(snapshot.constraints, compute.Foreign):
-            compute.check_names(desired, snapshot.constraints, self.config.project)
-        return compute.adopt_names(desired, snapshot.resources), findings
+        if isinstance(snapshot.constraints, rules.Foreign):
+            rules.check_names(desired, snapshot.constraints, self.config.project)
+        return rules.adopt_names(desired, snapshot.resources), findings
 
     def restore(
         self, type_: str, key: str, body: Mapping[str, Any], segment: str | None
@@ -90,16 +101,16 @@ class GcpAdapter:
         )
 
     def denies(self, resource: Resource) -> bool:
-        return compute.denies(resource)
+        return rules.denies(resource)
 
     def footprint(self, resource: Resource) -> Footprint | None:
-        return compute.footprint(resource, self.config.network_path)
+        return rules.footprint(resource, self.config.network_path)
 
     def widens(self, old: Resource, new: Resource) -> bool:
-        return compute.widens(old, new)
+        return rules.widens(old, new)
 
     def batch_size(self, phase: Phase) -> int:
-        return compute.IN_FLIGHT
+        return rules.IN_FLIGHT
 
     def create(
         self,
@@ -121,6 +132,8 @@ class GcpAdapter:
         applied: Applied,
         progress: Progress,
     ) -> None:
+        from nsgsync_gcp import client as compute
+
         compute.write(session, self.config.project, batch, progress=progress)
 
 

@@ -10,7 +10,7 @@ plan instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,15 +24,13 @@ from google.cloud import compute_v1
 from google.protobuf import json_format  # type: ignore[import-untyped]
 
 from nsgsync.errors import CloudError, Failure, ProviderError, excerpt
-from nsgsync.net import AddressSet, cidr_order
+from nsgsync.net import cidr_order
 from nsgsync.plan import Change, Resource
-from nsgsync.provider import ALL_PORTS, Footprint, Progress, Spans, Timeouts, any_protocol
+from nsgsync.provider import Progress, Timeouts
 from nsgsync_gcp.config import GcpConfig
 from nsgsync_gcp.render import firewall_resource, marker, name_prefix, owner_of
+from nsgsync_gcp.rules import Foreign
 
-# Writes in flight at once (the engine's batch): compute runs them as operations in
-# parallel, and a batch is waited for in full before the next begins.
-IN_FLIGHT = 16
 PAGE_SIZE = 500  # the most compute lists per page
 OPERATION_TIMEOUT = 300.0
 
@@ -162,95 +160,8 @@ def _entry(kind: Callable[..., Any], entry: dict[str, Any]) -> Any:
 Write = tuple[str, Callable[[], ExtendedOperation | None]]
 
 
-def denies(r: Resource) -> bool:
-    return "denied" in r.body
-
-
-def widens(old: Resource, new: Resource) -> bool:
-    """Whether an update lets through at least what the rule let through before.
-
-    A rule's identity fixes its direction, protocol and ports, so its ranges decide.
-    """
-
-    def ranges(body: Mapping[str, Any], key: str) -> AddressSet:
-        try:
-            return AddressSet.from_cidrs(body.get(key) or ["0.0.0.0/0", "::/0"])
-        except ValueError:
-            return AddressSet()
-
-    return all(
-        ranges(old.body, key).issubset(ranges(new.body, key))
-        for key in ("sourceRanges", "destinationRanges")
-    )
-
-
 # Names per list call of a narrow re-read: the filter stays well inside a URL's length.
 _NAMES_PER_FILTER = 20
-
-
-def footprint(r: Resource, network: str) -> Footprint | None:
-    """What an allow rule lets through (denies are never paired)."""
-    if denies(r) or "allowed" not in r.body:
-        return None
-    body = r.body
-    ingress = body.get("direction") != "EGRESS"
-
-    def ranges(key: str) -> AddressSet:
-        try:
-            return AddressSet.from_cidrs(body.get(key) or ["0.0.0.0/0", "::/0"])
-        except ValueError:
-            return AddressSet.everything()
-
-    own, peers = (
-        ("destinationRanges", "sourceRanges") if ingress else ("sourceRanges", "destinationRanges")
-    )
-    ports: list[tuple[str, Spans]] = []
-    exact = True
-    for entry in body.get("allowed") or []:
-        proto = str(entry.get("IPProtocol", "")).lower()
-        proto = {"6": "tcp", "17": "udp", "132": "sctp"}.get(proto, proto)
-        spans: list[tuple[int, int]] = []
-        for text in entry.get("ports") or []:
-            lo, _, hi = str(text).partition("-")
-            spans.append((int(lo), int(hi or lo)))
-        if proto == "all":
-            ports += any_protocol()
-        elif proto in ("tcp", "udp", "sctp"):
-            ports.append((proto, tuple(spans) or ALL_PORTS))
-        else:
-            ports.append(("other", ALL_PORTS))
-            exact = False  # every portless protocol stands for this one
-    return Footprint(
-        scope=("firewall", network, "ingress" if ingress else "egress"),
-        peers=ranges(peers),
-        ports=tuple(ports),
-        own=ranges(own),
-        exact=exact,
-    )
-
-
-def adopt_names(desired: Sequence[Resource], actual: Sequence[Resource]) -> list[Resource]:
-    """A desired rule whose content an owned rule of another name already holds (a pair
-    wrote it there in place) takes that rule's name: the name is only an identity, and
-    the next plan must find nothing to do."""
-    wanted = {r.key for r in desired}
-    free: dict[str, list[Resource]] = {}
-    for r in actual:
-        if r.key not in wanted:
-            free.setdefault(_content(r.body), []).append(r)
-    have = {r.key for r in actual}
-    out = []
-    for r in desired:
-        spare = free.get(_content(r.body)) if r.key not in have else None
-        if spare:
-            name = str(spare.pop(0).body["name"])
-            r = firewall_resource({**r.body, "name": name}, r.segment, sources=r.sources)
-        out.append(r)
-    return out
-
-
-def _content(body: Mapping[str, Any]) -> str:
-    return repr(sorted((k, repr(v)) for k, v in body.items() if k != "name"))
 
 
 @dataclass(frozen=True)
@@ -272,16 +183,6 @@ class Session:
         return (
             self.operation_timeout if left is None else max(0.5, min(self.operation_timeout, left))
         )
-
-
-@dataclass(frozen=True)
-class Foreign:
-    """Names in nsgsync's prefix that it does not own, with why: never written."""
-
-    names: tuple[tuple[str, str], ...] = ()
-
-    def why(self, name: str) -> str | None:
-        return dict(self.names).get(name)
 
 
 def read(
@@ -340,20 +241,6 @@ def read(
             )
         raise error from exc
     return out, Foreign(tuple(sorted(foreign.items())))
-
-
-def check_names(desired: Sequence[Resource], foreign: Foreign, project: str) -> None:
-    """Refuse a name someone else holds (GCP names are ours to choose, else nothing binds)."""
-    taken = sorted(r.key for r in desired if foreign.why(r.key) is not None)
-    if taken:
-        name = taken[0]
-        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-        raise ProviderError(
-            f"firewall rule {name} in project {project} has the name nsgsync wants, "
-            f"but nsgsync does not own it: {foreign.why(name)}{more}; nothing was applied",
-            hint="nsgsync never changes a rule it does not own: delete or rename that rule "
-            "by hand (or restore its description and priority), then plan again",
-        )
 
 
 # --- the primitive writes: a batch is started in full, then waited for in full ---
