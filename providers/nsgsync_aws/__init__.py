@@ -25,7 +25,6 @@ from nsgsync.provider import (
     Timeouts,
     any_protocol,
 )
-from nsgsync_aws import client as ec2
 from nsgsync_aws import render as _render
 from nsgsync_aws.attach import security_group_policies
 from nsgsync_aws.config import AwsConfig, AwsSegmentConfig, load_config
@@ -67,11 +66,17 @@ class AwsAdapter:
     def session(self, **clients: Any) -> Any:
         """`ec2=` a boto3 EC2 client (tests); else one from the environment. `timeouts=`
         bounds every call and the run; `progress=` hears how many calls were made."""
+        # The client module (and boto3 with it) is imported where it is used, never at the
+        # top: an offline plan talks to nobody and should not pay for the import.
+        from nsgsync_aws import client as ec2
+
         timeouts = clients.get("timeouts") or Timeouts()
         client = clients.get("ec2") or ec2.make_client(self.config.region, timeouts=timeouts)
         return ec2.guard(client, timeouts, progress=clients.get("progress"))
 
     def read(self, session: Any) -> Snapshot:
+        from nsgsync_aws import client as ec2
+
         resources, users = ec2.read(session, self.config, self.cluster)
         return Snapshot(tuple(resources), users=users)
 
@@ -80,6 +85,8 @@ class AwsAdapter:
     ) -> tuple[Resource, ...]:
         """The touched segments' groups and their rules: one filtered call for the groups,
         one per 200 groups for their rules."""
+        from nsgsync_aws import client as ec2
+
         known = {i.name: gid for i, gid in applied.ids.items() if i.kind == group_key("").kind}
         segments = sorted({r.segment for r in touched if r.segment is not None})
         resources, _ = ec2.read(session, self.config, self.cluster, segments=segments, known=known)
@@ -154,6 +161,8 @@ class AwsAdapter:
         return old.ident == new.ident
 
     def batch_size(self, phase: Phase) -> int:
+        from nsgsync_aws import client as ec2
+
         return ec2.BATCH
 
     def create(
@@ -165,6 +174,8 @@ class AwsAdapter:
         applied: Applied,
         progress: Progress,
     ) -> Created | None:
+        from nsgsync_aws import client as ec2
+
         if change.old is None:
             return ec2.create_group(session, change, progress=progress)
         gid = ec2.group_id(applied, change.resource.segment)
@@ -180,6 +191,8 @@ class AwsAdapter:
         applied: Applied,
         progress: Progress,
     ) -> None:
+        from nsgsync_aws import client as ec2
+
         if phase is Phase.ADD:
             ec2.authorize(session, batch, applied, self.cluster, progress=progress)
         elif phase in (Phase.WIDEN, Phase.NARROW):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsgsync.intent import Finding, Intent
 from nsgsync.model import Topology
@@ -21,9 +21,12 @@ from nsgsync.provider import (
     Snapshot,
 )
 from nsgsync_azure import render as _render
-from nsgsync_azure.client import Arm, Held, bind, make_client
+from nsgsync_azure.binding import Held, bind
 from nsgsync_azure.config import Settings, load
 from nsgsync_azure.render import ASSOCIATION, MAX_RULES_PER_NSG, NSG
+
+if TYPE_CHECKING:
+    from nsgsync_azure.client import Arm
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class AzureAdapter:
     settings: Settings
     name: str = "azure"
     # A rule PUT under an existing rule's name (and priority) replaces its content in one
-    # call; desired then keeps that name for that content (client.adopt_names).
+    # call; desired then keeps that name for that content (binding.adopt_names).
     pairs: bool = True
     # An NSG is deleted with its rules.
     cascades: bool = True
@@ -46,11 +49,17 @@ class AzureAdapter:
     def session(self, **clients: Any) -> Any:
         """`network_client=` a NetworkManagementClient (tests), `credential=` a token
         credential; else a client from the environment at azure.cloud / azure.armEndpoint."""
+        # Imported here, not at the top: an offline plan never talks to ARM, and the SDK
+        # takes most of a second to import.
+        from nsgsync_azure.client import make_client
+
         return clients.get("network_client") or make_client(
             self.settings.config, clients.get("credential"), timeouts=clients.get("timeouts")
         )
 
     def _arm(self, session: Any) -> Arm:
+        from nsgsync_azure.client import Arm
+
         return Arm(session, self.settings, self.cluster)
 
     def read(self, session: Any) -> Snapshot:
