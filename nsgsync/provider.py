@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -200,7 +201,12 @@ def lets_through(wide: Rule, narrow: Rule) -> bool:
         return True
     if narrow.ports is None:
         return False
-    return PortSet.of(narrow.ports).issubset(PortSet.of(wide.ports))
+    return _ports_within(narrow.ports, wide.ports)
+
+
+@lru_cache(maxsize=4096)  # a side's rules are compared pairwise; their ports repeat
+def _ports_within(narrow: tuple[tuple[int, int], ...], wide: tuple[tuple[int, int], ...]) -> bool:
+    return PortSet.of(narrow).issubset(PortSet.of(wide))
 
 
 def dont_care_peers(

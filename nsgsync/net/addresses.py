@@ -148,26 +148,7 @@ class AddressSet:
         meets this set. Never more prefixes than this set alone takes."""
         if not dont_care or not self:
             return self
-        union = self | dont_care
-
-        def keep(
-            mine: tuple[Interval, ...], wide: tuple[Interval, ...], bits: int
-        ) -> list[Interval]:
-            # Prefixes of the union meeting this set, by bisection on its sorted intervals:
-            # linear in the prefixes, not their product with this set's (10,000 peers).
-            starts = [lo for lo, _ in mine]
-            out: list[Interval] = []
-            for lo, hi in wide:
-                for start, plen in _to_prefixes(lo, hi, bits):
-                    end = start + (1 << (bits - plen)) - 1
-                    i = bisect.bisect_right(starts, end) - 1
-                    if i >= 0 and mine[i][1] >= start:
-                        out.append((start, end))
-            return out
-
-        return AddressSet(
-            _normalize(keep(self.v4, union.v4, 32)), _normalize(keep(self.v6, union.v6, 128))
-        )
+        return _cover(self, dont_care)
 
     def families(self) -> set[int]:
         return {f for f, iv in ((4, self.v4), (6, self.v6)) if iv}
@@ -187,6 +168,30 @@ class AddressSet:
         if self.v6:
             return str(ipaddress.IPv6Address(self.v6[0][0]))
         return None
+
+
+# Cached: a side's rules ask for the same (peers, don't-care) pairs segment after segment
+# (4,300 distinct of 21,000 at 10,000 policies on AWS).
+@lru_cache(maxsize=16_384)
+def _cover(mine: AddressSet, dont_care: AddressSet) -> AddressSet:
+    union = mine | dont_care
+    return AddressSet(
+        _normalize(_keep(mine.v4, union.v4, 32)), _normalize(_keep(mine.v6, union.v6, 128))
+    )
+
+
+def _keep(mine: tuple[Interval, ...], wide: tuple[Interval, ...], bits: int) -> list[Interval]:
+    """The prefixes of `wide` that meet `mine`, by bisection on its sorted intervals:
+    linear in the prefixes, not their product with mine's (10,000 peers)."""
+    starts = [lo for lo, _ in mine]
+    out: list[Interval] = []
+    for lo, hi in wide:
+        for start, plen in _to_prefixes(lo, hi, bits):
+            end = start + (1 << (bits - plen)) - 1
+            i = bisect.bisect_right(starts, end) - 1
+            if i >= 0 and mine[i][1] >= start:
+                out.append((start, end))
+    return out
 
 
 _EMPTY = AddressSet()
