@@ -101,6 +101,27 @@ def test_both_loaders_keep_yaml_1_1_values(loader: type) -> None:
     assert doc.body["merged"] == {"x": 1, "y": 3}
 
 
+# Plain scalars whose YAML 1.1 type a regular expression decides, and near misses.
+TRICKY_SCALARS = (  # noqa: SIM905 - a list of 40 short words reads better as words
+    "on On ON oN off yes Yes yEs no NO y n true True tRUE false null Null nULL ~ 0755 0o755 0x1F "
+    "0b101 1_000 1e3 1.5 6.8523015e+5 .inf -.Inf 190:20:30 1:2 2001-12-14 "
+    "2001-12-14t21:59:43.10-05:00 TCP UDP 8080 -1 +1 0 00 080 09 web-1 app"
+).split()
+
+
+@pytest.mark.parametrize("loader", [FAST_LOADER, PURE_LOADER], ids=["fast", "pure"])
+def test_remembered_tags_are_those_pyyaml_resolves(loader: type) -> None:
+    """The loaders remember each plain scalar's tag; a text read again must come out as
+    the same type and value as PyYAML's own loader reads it, every time."""
+    text = "".join(f"k{i}: {value}\n" for i, value in enumerate(TRICKY_SCALARS))
+    expected = {k: (type(v), v) for k, v in yaml.safe_load(text).items()}
+    assert isinstance(expected["k0"][1], bool) and expected["k20"] == (int, 0o755)
+    for _ in range(2):  # the second read answers from what the first remembered
+        (doc,) = parse_text(text, "t.yaml", json_text=False, loader=loader)
+        got = {k: (type(v), v) for k, v in doc.body.items()}
+        assert got == expected
+
+
 def test_both_loaders_read_the_example_cluster_alike() -> None:
     for path in sorted(EXAMPLE_CLUSTER.iterdir()):
         text = path.read_text()
