@@ -574,7 +574,9 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     Symbolic links are followed, to files and to folders; a folder that links back to one
     of its own parents is an error, not a loop.
     """
-    seen: set[Path] = set()
+    # A file by its device and inode, which a symbolic link or a second path to it
+    # shares: one stat per file, where resolving the path took one per component.
+    seen: set[tuple[int, int]] = set()
     stdin_used = False
     for raw in paths:
         if str(raw) == STDIN:
@@ -595,7 +597,8 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         else:
             raise InputError("no such file or folder", file=_file_name(path))
         for file in files:
-            real = file.resolve()
+            stat = file.stat()
+            real = (stat.st_dev, stat.st_ino)
             if real not in seen:
                 seen.add(real)
                 yield file
