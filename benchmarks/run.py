@@ -102,6 +102,9 @@ class SizeResult:
     rows: list[Row] = field(default_factory=list)
 
 
+COMPILE = "compile -o json"
+
+
 # --- the clusters ---
 
 
@@ -251,7 +254,7 @@ def measure_size(size: int, *, repeat: int, timeout: float, cache: Path) -> Size
     nsgsync = nsgsync_command()
     inputs = ["-f", manifests]
     commands: list[tuple[str, list[str], tuple[int, ...]]] = [
-        ("compile -o json", ["compile", *inputs, "--topology", topology("aws"), "-o", "json"], (0,))
+        (COMPILE, ["compile", *inputs, "--topology", topology("aws"), "-o", "json"], (0,))
     ]
     for cloud in generate.CLOUDS:
         commands.append(
@@ -300,26 +303,29 @@ def _num(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-def _ratio(value: float | None, floor: float | None) -> str:
+def _ratio(value: float | None, floor: float | None, *, digits: int = 1) -> str:
     if value is None or not floor:
         return "—"
-    return f"{value / floor:.1f}x"
+    return f"{value / floor:.{digits}f}x"
 
 
 def table(results: list[SizeResult]) -> str:
     lines = [
         "| policies | command | runs | wall (s) | CPU (s) | peak RSS (MB) | output (MB) "
         "| findings | Intent rules | cloud resources | wall / floor | CPU / floor "
-        "| RSS / floor |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| RSS / floor | wall / compile | CPU / compile |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         f = res.floor
+        # A plan compiles first: its figures beside compile's say what planning adds.
+        c = next((r for r in res.rows if r.command == COMPILE and r.status == "ok"), None)
         for row in [f, *res.rows]:
             head = f"| {res.size:,} | {row.command} | {row.runs} "
             if row.status != "ok":
-                lines.append(head + f"| {row.status} | — | — | — | — | — | — | — | — | — |")
+                lines.append(head + f"| {row.status} |" + " — |" * 11)
                 continue
+            planned = c is not None and row.command.startswith("plan")
             assert row.wall_s is not None and row.cpu_s is not None and row.rss_mb is not None
             out_mb = "—" if row is f or row.out_bytes is None else f"{row.out_bytes / 1e6:.1f}"
             lines.append(
@@ -328,7 +334,9 @@ def table(results: list[SizeResult]) -> str:
                 f"| {_num(row.resources)} "
                 f"| {'' if row is f else _ratio(row.wall_s, f.wall_s)} "
                 f"| {'' if row is f else _ratio(row.cpu_s, f.cpu_s)} "
-                f"| {'' if row is f else _ratio(row.rss_mb, f.rss_mb)} |"
+                f"| {'' if row is f else _ratio(row.rss_mb, f.rss_mb)} "
+                f"| {_ratio(row.wall_s, c.wall_s, digits=2) if planned and c else ''} "
+                f"| {_ratio(row.cpu_s, c.cpu_s, digits=2) if planned and c else ''} |"
             )
     return "\n".join(lines) + "\n"
 

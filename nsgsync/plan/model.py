@@ -200,7 +200,15 @@ class Resource:
         return _canonical({k: v for k, v in self.body.items() if k not in skip})
 
     def with_body(self, body: Mapping[str, Any]) -> Resource:
-        return replace(self, body=Body(body))
+        """This resource with another body (a Body is taken as it is, not copied).
+
+        Copied field by field rather than through `dataclasses.replace`, which calls
+        `__init__` again: Azure sets a priority this way on each of 45,000 rules at
+        10,000 policies, where replace cost half a second."""
+        new = object.__new__(Resource)
+        new.__dict__.update(self.__dict__)
+        new.__dict__["body"] = body if isinstance(body, Body) else Body(body)
+        return new
 
     def with_id(self, cloud_id: str | None) -> Resource:
         return replace(self, cloud_id=cloud_id)

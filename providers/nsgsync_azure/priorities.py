@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import replace
 
 from nsgsync.errors import LimitError
 from nsgsync.plan import Body, Resource
@@ -46,7 +45,7 @@ def preferred(key: str, span: int) -> int:
 def with_priority(rule: Resource, priority: int) -> Resource:
     body = rule.body
     assert isinstance(body, Body)  # a Resource makes every body one
-    return replace(rule, body=body.with_value(("properties", "priority"), priority))
+    return rule.with_body(body.with_value(("properties", "priority"), priority))
 
 
 def _full(group: Group, band: tuple[int, int], needed: int, foreign: int) -> LimitError:

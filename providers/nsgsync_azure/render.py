@@ -20,7 +20,7 @@ from nsgsync.errors import LimitError
 from nsgsync.intent import DirectionIntent, Finding, Intent, IntentProtocol, Rule, Severity
 from nsgsync.model import Topology
 from nsgsync.net import AddressSet, cidr_order
-from nsgsync.plan import Ident, Resource, Role
+from nsgsync.plan import Body, Ident, Resource, Role
 from nsgsync.provider import (
     ALL_PORTS,
     CLUSTER_TAG,
@@ -240,7 +240,8 @@ def _direction_rules(
             ports=ports,
             **kw,
         )
-        out.append(rule_resource(nsg, body, segment, sources=tuple(policies)))
+        # Owned, not copied: rule_body has just built it of fresh lists and strings.
+        out.append(rule_resource(nsg, Body.owned(body), segment, sources=tuple(policies)))
 
     last = rule_name(segment, direction, FINAL_SUFFIX[1:])
     if not side.isolated:
