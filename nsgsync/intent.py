@@ -7,7 +7,7 @@ ANY; `ports` a list of inclusive [from, to] ranges or None for every port.
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,6 +101,11 @@ class Source(BaseModel):
         return text
 
 
+@lru_cache(maxsize=16_384)  # the same peers (a team's segments) recur in rule after rule
+def _address_set(peers: tuple[str, ...]) -> AddressSet:
+    return AddressSet.from_cidrs(peers)
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -112,7 +117,7 @@ class Rule(BaseModel):
 
     @cached_property
     def peer_set(self) -> AddressSet:
-        return AddressSet.from_cidrs(self.peers)
+        return _address_set(self.peers)
 
     def matches(self, ip: str, protocol: str, port: int) -> bool:
         if self.protocol is not IntentProtocol.ANY and self.protocol.value != protocol:
