@@ -19,14 +19,14 @@ from moto.server import ThreadedMotoServer
 from nsgsync.compile import compile_intent
 from nsgsync.engine import apply_plan, make_plan
 from nsgsync.model import Inventory, Topology
-from nsgsync.provider import load_provider
+from nsgsync.provider import configure
 from nsgsync.sources.files import Document, parse_policy, topology_from_mapping
 
 
 def cluster(n: int, vpc_id: str) -> tuple[Topology, Inventory]:
     """n namespaces, one segment each; default deny, one allow from the previous namespace
     on 8080, DNS to kube-system, and ingress from a monitoring namespace on 9090."""
-    segments = [
+    segments: list[dict[str, Any]] = [
         {"name": f"ns{i}", "namespace": f"ns{i}", "cidrs": [f"10.{i // 256}.{i % 256}.0/24"]}
         for i in range(n)
     ]
@@ -114,24 +114,26 @@ def measure(endpoint: str, n: int) -> dict[str, Any]:
     vpc_id = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     topology, inventory = cluster(n, vpc_id)
     intent = compile_intent(topology, inventory)
-    provider = load_provider("aws")
-    conn = provider.connect(topology, ec2=client)
+    adapter = configure(topology)
+    session = adapter.session(ec2=client)
     calls.clear()
     start = time.perf_counter()
-    planned = make_plan(provider, topology, intent, connection=conn).plan
-    apply_plan(planned, conn, progress=lambda _: None)
+    # Each plan reads the cloud; apply_plan writes against that same snapshot (no re-read
+    # before it starts, only the engine's narrow re-reads before each phase writes).
+    planned = make_plan(adapter, intent, session=session)
+    apply_plan(adapter, planned, session, progress=lambda _: None)
     first_time = time.perf_counter() - start
     first_calls = sum(calls.values())
     first_writes = sum(v for k, v in calls.items() if not k.startswith("Describe"))
     calls.clear()
     start = time.perf_counter()
-    again = make_plan(provider, topology, intent, connection=conn).plan
-    apply_plan(again, conn, progress=lambda _: None)
+    again = make_plan(adapter, intent, session=session)
+    apply_plan(adapter, again, session, progress=lambda _: None)
     noop_time = time.perf_counter() - start
-    assert again.empty, "a no-op reconcile planned changes"
+    assert again.plan.empty, "a no-op reconcile planned changes"
     return {
         "segments": n + 1,
-        "rules": sum(1 for r in planned.desired if r.type == "security-group-rule"),
+        "rules": sum(1 for r in planned.plan.desired if r.type == "security-group-rule"),
         "first_calls": first_calls,
         "first_writes": first_writes,
         "first_s": first_time,

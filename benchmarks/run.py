@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".clusters"
 START = "<!-- bench:e2e:start -->"
 END = "<!-- bench:e2e:end -->"
-LARGE = 10_000
 DOCS = ROOT / "docs" / "benchmarks.md"
 README = ROOT / "README.md"
 
@@ -291,11 +290,6 @@ def measure_size(size: int, *, repeat: int, timeout: float, cache: Path) -> Size
     return result
 
 
-def runs_for(size: int, repeat: int) -> int:
-    # A run at 10,000 policies takes minutes on the current code: one is enough there.
-    return 1 if size >= LARGE else repeat
-
-
 # --- reporting ---
 
 
@@ -396,10 +390,10 @@ def block(results: list[SizeResult], *, repeat: int, full: bool) -> str:
     head = (
         f"Measured {date} at commit {_commit()} by `python -m benchmarks.run "
         f"--sizes {','.join(str(r.size) for r in results)} --repeat {repeat}`, "
-        f"on {machine()}, other jobs possibly running. Wall: the median of the runs (one at "
-        "10,000 policies and more); CPU: the child's user + system time (median), less "
-        "disturbed than wall by other jobs; peak RSS: the child's `ru_maxrss`, the largest of "
-        "the runs. Plan output has no findings; explain prints a few lines.\n"
+        f"on {machine()}, other jobs possibly running. Wall: the median of the runs; CPU: "
+        "the child's user + system time (median), less disturbed than wall by other jobs; "
+        "peak RSS: the child's `ru_maxrss`, the largest of the runs. Plan output has no "
+        "findings; explain prints a few lines.\n"
     )
     parts = [textwrap.fill(head, width=92) + "\n", table(results)]
     if full:
@@ -432,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", default="100,1000,10000", help="policy counts, comma-separated")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per command (median wall); 1 at 10,000+"
+        "--repeat", type=int, default=1, help="runs per command at every size (medians)"
     )
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds before a run is killed (per run)"
@@ -443,9 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     results = [
-        measure_size(
-            size, repeat=runs_for(size, args.repeat), timeout=args.timeout, cache=args.cache
-        )
+        measure_size(size, repeat=args.repeat, timeout=args.timeout, cache=args.cache)
         for size in sizes
     ]
     if args.json:
