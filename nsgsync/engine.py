@@ -215,6 +215,9 @@ class Schedule:
     # Removal/addition pairs, changed in place one at a time in this order (NARROW's first).
     pairs: list[Change] = field(default_factory=list)
     phases: dict[Phase, list[Change]] = field(default_factory=lambda: defaultdict(list))
+    # The NARROW phase's changes must be written one at a time, in the order of
+    # phases[NARROW] (`_order_narrowing`), not batched.
+    serial_narrow: bool = False
 
     def add(self, phase: Phase, change: Change) -> None:
         self.phases[phase].append(change)
@@ -256,7 +259,92 @@ def schedule(adapter: Adapter, plan: Plan, snapshot: Snapshot) -> Schedule:
         else:
             out.add(_phase(adapter, c), c)
     _fit(adapter, out, snapshot)
+    _order_narrowing(adapter, out)
     return out
+
+
+def _order_narrowing(adapter: Adapter, out: Schedule) -> None:
+    """Order the in-place changes that are not known to widen, so that none takes away
+    what the end state allows before the change that allows it there is written.
+
+    Writing change i drops what its old content lets through and its new does not. If its
+    old content overlaps the new content of a change still to come, what it drops may be
+    what that change allows at the end (a rule for all protocols losing a peer that a DNS
+    rule gains): i may go now only if its new content, or one rule there once it is
+    written, lets through all its old content did (the old content of another change
+    still to come, the new content of one already written, an addition). The changes are
+    then written one at a time in that order; where none may go, the plan fails before
+    any write. Unknown footprints overlap everything and cover nothing.
+    """
+    changes = sorted(out.phases.get(Phase.NARROW, []), key=lambda c: c.key)
+    if len(changes) < 2:
+        return
+    olds: dict[str, Footprint | None] = {}
+    news: dict[str, Footprint | None] = {}
+    # What writing each change takes away (at least): None where it takes nothing away.
+    drops: dict[str, Footprint | None] = {}
+    unknown: set[str] = set()
+    for c in changes:
+        assert c.old is not None and c.new is not None
+        olds[c.key], news[c.key] = adapter.footprint(c.old), adapter.footprint(c.new)
+        old = olds[c.key]
+        if adapter.denies(c.old):
+            drops[c.key] = None  # a deny rule going away takes nothing away
+        elif old is None:
+            unknown.add(c.key)
+        else:
+            drops[c.key] = old.beyond(news[c.key])
+
+    def overlap(a: Footprint | None, b: Footprint | None) -> bool:
+        return a is None or b is None or a.overlaps(b)
+
+    def covered(what: Footprint | None, by: Sequence[Footprint | None]) -> bool:
+        return what is not None and any(f is not None and f.covers(what) for f in by)
+
+    def takes_away(key: str) -> bool:
+        return key in unknown or drops.get(key) is not None
+
+    # The others whose new content what each change takes away may be needed for.
+    blockers = {
+        c.key: {
+            d.key
+            for d in changes
+            if d.key != c.key and takes_away(c.key) and overlap(drops.get(c.key), news[d.key])
+        }
+        for c in changes
+    }
+    if not any(blockers.values()):
+        return  # no change can take away what another brings: any order, batched
+    present: list[Footprint | None] = [
+        adapter.footprint(c.new)
+        for phase in (Phase.ADD, Phase.WIDEN)
+        for c in out.phases.get(phase, [])
+        if c.new is not None
+    ]
+    present += [adapter.footprint(c.new) for c in out.pairs if c.new is not None]
+    pending = list(changes)
+    done: list[Change] = []
+    while pending:
+        for c in pending:
+            waiting = blockers[c.key] & {p.key for p in pending}
+            there = [olds[p.key] for p in pending if p is not c]
+            there += [news[d.key] for d in done]
+            if not waiting or covered(drops.get(c.key), there + present):
+                break
+        else:
+            first = pending[0]
+            raise GuardrailError(
+                f"no order of the {len(pending)} in-place changes left (the first: "
+                f"{first.key}) keeps allowing, at every moment, all that is allowed both "
+                "before and after: each takes away what another brings only when it is "
+                "written; nothing was applied",
+                hint="apply in two steps: first with the old and the new policies both in "
+                "place, then with the new ones alone",
+            )
+        pending.remove(c)
+        done.append(c)
+    out.phases[Phase.NARROW] = done
+    out.serial_narrow = True
 
 
 def _fit(adapter: Adapter, out: Schedule, snapshot: Snapshot) -> None:
@@ -716,7 +804,8 @@ def _run(
         todo = [c for c in phases.get(phase, []) if c.resource.ident not in absorbed]
         if todo:
             expect.verify(adapter, session, phase, todo, applied=applied)
-        for batch in _batches(adapter, phase, todo):
+        serial = phase is Phase.NARROW and sched.serial_narrow
+        for batch in [[c] for c in todo] if serial else _batches(adapter, phase, todo):
             limits.check(f"the {phase} phase's next call")
             adapter.write(session, phase, batch, applied=applied, progress=progress)
             expect.done(batch, cascade=phase is Phase.DELETE and adapter.cascades)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -176,6 +176,17 @@ class Footprint:
         if self.own is not None and other.own is not None and not self.own.overlaps(other.own):
             return False
         return self.peers.overlaps(other.peers)
+
+    def beyond(self, other: Footprint | None) -> Footprint | None:
+        """At least what this lets through and `other` does not (None: nothing), for a rule
+        changed in place from this content to `other`'s: exact where the two differ in
+        their peers only, else all of this."""
+        if other is None or other.scope != self.scope:
+            return self
+        if self.ports == other.ports and self.own == other.own and self.exact and other.exact:
+            rest = self.peers - other.peers
+            return replace(self, peers=rest) if rest else None
+        return None if other.covers(self) else self
 
     def covers(self, other: Footprint) -> bool:
         """Whether this surely lets through all `other` may."""

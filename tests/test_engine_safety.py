@@ -25,11 +25,11 @@ from azure.mgmt.network import NetworkManagementClient
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from nsgsync.engine import apply_plan, make_plan
-from nsgsync.errors import LimitError
+from nsgsync.errors import GuardrailError, LimitError
 from nsgsync.intent import DirectionIntent, Intent, IntentProtocol, Rule, SegmentIntent
 from nsgsync.model import Topology
 from nsgsync.plan import Resource, Role
@@ -98,6 +98,41 @@ intents = st.builds(
     ),
     st.lists(st.tuples(sides, sides), min_size=3, max_size=3),
 )
+
+
+def egress_of_a(*rules_: tuple[set[str], IntentProtocol, tuple[tuple[int, int], ...]]) -> Intent:
+    """Segment a isolated on egress with these rules; every other side open."""
+    open_ = DirectionIntent(isolated=False, rules=())
+    isolated = DirectionIntent(
+        isolated=True,
+        rules=tuple(
+            Rule(peers=tuple(sorted(p)), protocol=proto, ports=span, policies=("ns/p",))
+            for p, proto, span in rules_
+        ),
+    )
+    return Intent(
+        cluster="safe",
+        segments=tuple(
+            SegmentIntent(
+                name=name, cidrs=(cidr,), ingress=open_, egress=isolated if name == "a" else open_
+            )
+            for name, cidr in SEGMENTS.items()
+        ),
+    )
+
+
+# A rule for all protocols gives up OUTSIDE while the DNS rule takes it on, in place: the
+# DNS rule must be written first (found by the property below, 2026-12-02).
+ALL_TO_DNS = {
+    "before": egress_of_a(
+        ({SEGMENTS["a"]}, IntentProtocol.UDP, ((53, 53),)),
+        ({SEGMENTS["a"], OUTSIDE}, IntentProtocol.ANY, ((80, 80),)),
+    ),
+    "after": egress_of_a(
+        ({SEGMENTS["a"]}, IntentProtocol.ANY, ((80, 80),)),
+        ({OUTSIDE}, IntentProtocol.UDP, ((53, 53),)),
+    ),
+}
 
 
 def allowed(allows: Callable[[str, str, str, int], bool]) -> set[Probe]:
@@ -298,6 +333,7 @@ def gcp_cloud() -> Iterator[Cloud]:
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(before=intents, after=intents)
+@example(**ALL_TO_DNS)
 def test_no_moment_blocks_what_both_allow_gcp(
     gcp_cloud: Cloud, before: Intent, after: Intent
 ) -> None:
@@ -349,6 +385,7 @@ def azure_cloud() -> Cloud:
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(before=intents, after=intents)
+@example(**ALL_TO_DNS)
 def test_no_moment_blocks_what_both_allow_azure(
     azure_cloud: Cloud, before: Intent, after: Intent
 ) -> None:
@@ -378,3 +415,26 @@ def test_the_recording_layer_sees_every_write(aws_cloud: Cloud) -> None:
     finally:
         aws_cloud.state.after = lambda: None
     assert len(seen) >= 3
+
+
+def test_a_swap_that_no_order_makes_safe_is_refused_before_any_write(gcp_cloud: Cloud) -> None:
+    """A rule for all protocols moves from OUTSIDE to a while the DNS rule moves from a to
+    OUTSIDE, both in place: whichever is written first blocks DNS that both ends allow.
+    The plan says so, and nothing is written."""
+    before = egress_of_a(
+        ({OUTSIDE}, IntentProtocol.ANY, ((80, 80),)),
+        ({SEGMENTS["a"]}, IntentProtocol.UDP, ((53, 53),)),
+    )
+    after = egress_of_a(
+        ({SEGMENTS["a"]}, IntentProtocol.ANY, ((80, 80),)),
+        ({OUTSIDE}, IntentProtocol.UDP, ((53, 53),)),
+    )
+    adapter = configure(gcp_cloud.topology)
+    planned = make_plan(adapter, before, session=gcp_cloud.session)
+    apply_plan(adapter, planned, gcp_cloud.session, progress=lambda _: None)
+    start = gcp_cloud.allows()
+    assert ("10.0.1.10", "192.0.2.1", "UDP", 53) in start
+    with pytest.raises(GuardrailError, match="no order of the 2 in-place changes") as info:
+        make_plan(adapter, after, session=gcp_cloud.session)
+    assert "two steps" in (info.value.hint or "")
+    assert gcp_cloud.allows() == start
