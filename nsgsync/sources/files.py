@@ -597,7 +597,10 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         else:
             raise InputError("no such file or folder", file=_file_name(path))
         for file in files:
-            stat = file.stat()
+            try:
+                stat = file.stat()
+            except OSError as exc:  # gone or unreadable since the folder was listed
+                raise InputError(f"cannot read file: {exc}", file=_file_name(file)) from None
             real = (stat.st_dev, stat.st_ino)
             if real not in seen:
                 seen.add(real)
